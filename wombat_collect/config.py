@@ -1,0 +1,209 @@
+"""Settings from the environment and a .env file (the environment wins).
+
+Every variable is listed in the README's configuration table. Bad values raise
+ConfigError with one line naming the variable; secrets never appear in it.
+"""
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wombat_collect.errors import ConfigError
+
+DEFAULT_UPBIT_API_URL = "https://api.upbit.com"
+DEFAULT_KIS_REAL_URL = "https://openapi.koreainvestment.com:9443"
+DEFAULT_KIS_VIRTUAL_URL = "https://openapivts.koreainvestment.com:29443"
+DEFAULT_KIS_MASTER_URL = "https://new.real.download.dws.co.kr/common/master"
+DEFAULT_KIS_RATE_REAL = 18.0
+DEFAULT_KIS_RATE_VIRTUAL = 1.0
+DEFAULT_UPBIT_RATE = 10.0
+DEFAULT_BACKFILL_DAYS = 365
+DEFAULT_WORKERS = 8
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know, read once at start-up."""
+
+    database_url: str | None = field(repr=False)
+    data_dir: Path
+    state_dir: Path
+    lock_dir: Path
+    upbit_api_url: str
+    upbit_rate_limit: float
+    kis_api_url: str
+    kis_master_url: str
+    kis_app_key: str | None = field(repr=False)
+    kis_app_secret: str | None = field(repr=False)
+    kis_rate_limit: float
+    kis_adjusted: bool
+    backfill_days: int
+    workers: int
+    http_timeout: float
+    metrics_dir: Path | None
+    ping_url: str | None = field(repr=False)
+    sentry_dsn: str | None = field(repr=False)
+
+
+def read_environment(env_file=None, environ=None):
+    """Given an optional .env path, return the merged variables (environment wins).
+
+    The file is `env_file`, else $WOMBAT_ENV_FILE, else ./.env when it exists.
+    Raise ConfigError if a named file is missing or unreadable.
+    """
+    from dotenv import dotenv_values
+
+    environ = dict(os.environ if environ is None else environ)
+    path = env_file or environ.get("WOMBAT_ENV_FILE") or None
+    if path is None:
+        path = ".env" if Path(".env").is_file() else None
+        if path is None:
+            return environ
+    try:
+        with open(path, encoding="utf-8") as stream:
+            file_values = dotenv_values(stream=stream)
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise ConfigError(f"cannot read env file {path}: {reason}") from None
+    merged = {name: value for name, value in file_values.items() if value is not None}
+    merged.update(environ)
+    return merged
+
+
+def load_settings(variables):
+    """Given merged variables, return Settings. Raise ConfigError on a bad value."""
+    kis_env = (variables.get("KIS_ENV") or "real").strip().lower()
+    if kis_env not in ("real", "virtual"):
+        raise ConfigError(f"KIS_ENV must be 'real' or 'virtual', not {kis_env!r}")
+    virtual = kis_env == "virtual"
+    default_kis_rate = DEFAULT_KIS_RATE_VIRTUAL if virtual else DEFAULT_KIS_RATE_REAL
+    return Settings(
+        database_url=database_url(variables),
+        data_dir=_path(variables, "WOMBAT_DATA_DIR", _xdg(variables, "XDG_DATA_HOME", ".local/share")),
+        state_dir=_path(variables, "WOMBAT_STATE_DIR", default_state_dir(variables)),
+        lock_dir=_path(variables, "WOMBAT_LOCK_DIR", default_lock_dir(variables)),
+        upbit_api_url=_url(variables, "UPBIT_API_URL", DEFAULT_UPBIT_API_URL),
+        upbit_rate_limit=_number(variables, "UPBIT_RATE_LIMIT", DEFAULT_UPBIT_RATE, 0.1, 1000),
+        kis_api_url=_url(variables, "KIS_API_URL", DEFAULT_KIS_VIRTUAL_URL if virtual else DEFAULT_KIS_REAL_URL),
+        kis_master_url=_url(variables, "KIS_MASTER_URL", DEFAULT_KIS_MASTER_URL),
+        kis_app_key=(variables.get("KIS_APP_KEY") or "").strip() or None,
+        kis_app_secret=(variables.get("KIS_APP_SECRET") or "").strip() or None,
+        kis_rate_limit=_number(variables, "KIS_RATE_LIMIT", default_kis_rate, 0.1, 1000),
+        kis_adjusted=_boolean(variables, "KIS_ADJUSTED", True),
+        backfill_days=int(_number(variables, "WOMBAT_BACKFILL_DAYS", DEFAULT_BACKFILL_DAYS, 1, 36500, whole=True)),
+        workers=int(_number(variables, "WOMBAT_WORKERS", DEFAULT_WORKERS, 1, 64, whole=True)),
+        http_timeout=_number(variables, "WOMBAT_HTTP_TIMEOUT", 30.0, 0.1, 600),
+        metrics_dir=_path(variables, "WOMBAT_METRICS_DIR", None),
+        ping_url=_url(variables, "WOMBAT_PING_URL", None),
+        sentry_dsn=(variables.get("SENTRY_DSN") or "").strip() or None,
+    )
+
+
+def database_url(variables):
+    """Given variables, return a libpq DSN, or None for the embedded server.
+
+    DATABASE_URL wins when non-empty; else POSTGRES_SERVER and friends.
+    Raise ConfigError if a value is malformed.
+    """
+    import psycopg2.extensions
+
+    url = (variables.get("DATABASE_URL") or "").strip()
+    if url:
+        try:
+            psycopg2.extensions.parse_dsn(url)
+        except psycopg2.ProgrammingError:
+            raise ConfigError("DATABASE_URL is not a valid libpq connection URI") from None
+        return url
+    server = (variables.get("POSTGRES_SERVER") or "").strip()
+    if not server:
+        return None
+    port = int(_number(variables, "POSTGRES_PORT", 5432, 1, 65535, whole=True))
+    parts = {
+        "host": server,
+        "port": str(port),
+        "dbname": (variables.get("POSTGRES_DB") or "").strip() or None,
+        "user": (variables.get("POSTGRES_USER") or "").strip() or None,
+        "password": variables.get("POSTGRES_PASSWORD") or None,
+    }
+    return psycopg2.extensions.make_dsn(**{key: value for key, value in parts.items() if value})
+
+
+def mask_dsn(dsn):
+    """Given a DSN (URI or keywords), return 'user@host:port/dbname' without the password."""
+    import psycopg2.extensions
+
+    try:
+        parts = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError:
+        return "<unparsable DSN>"
+    user = parts.get("user", "")
+    host = parts.get("host", "localhost")
+    port = parts.get("port", "5432")
+    return f"{user + '@' if user else ''}{host}:{port}/{parts.get('dbname', '')}"
+
+
+def default_state_dir(variables):
+    """Return systemd's $STATE_DIRECTORY when set, else $XDG_STATE_HOME/wombat-collect."""
+    state_directory = (variables.get("STATE_DIRECTORY") or "").split(":")[0]
+    if state_directory:
+        return Path(state_directory)
+    return _xdg(variables, "XDG_STATE_HOME", ".local/state")
+
+
+def default_lock_dir(variables):
+    """Return /run/lock when writable, else $XDG_RUNTIME_DIR, else the temp directory."""
+    if os.access("/run/lock", os.W_OK):
+        return Path("/run/lock")
+    runtime = (variables.get("XDG_RUNTIME_DIR") or "").strip()
+    if runtime and os.access(runtime, os.W_OK):
+        return Path(runtime)
+    return Path(tempfile.gettempdir())
+
+
+def _xdg(variables, name, fallback):
+    """Return $name/wombat-collect, or ~/fallback/wombat-collect."""
+    base = (variables.get(name) or "").strip()
+    return Path(base or Path.home() / fallback) / "wombat-collect"
+
+
+def _path(variables, name, default):
+    value = (variables.get(name) or "").strip()
+    return Path(value).expanduser() if value else default
+
+
+def _url(variables, name, default):
+    value = (variables.get(name) or "").strip().rstrip("/")
+    if not value:
+        return default
+    if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
+        raise ConfigError(f"{name} must be an http(s) URL")
+    return value
+
+
+def _number(variables, name, default, minimum, maximum, whole=False):
+    """Given a variable name and bounds, return its number. Raise ConfigError if malformed."""
+    text = (variables.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(f"{name} must be {kind}, not {text!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum:g} and {maximum:g}, not {text}")
+    return value
+
+
+def _boolean(variables, name, default):
+    text = (variables.get(name) or "").strip().lower()
+    if not text:
+        return default
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {text!r}")

@@ -1,0 +1,108 @@
+"""Numbered .sql migrations, applied in order under an advisory lock, then verified."""
+
+import logging
+import re
+from pathlib import Path
+
+from wombat_collect.db.queries import statement
+from wombat_collect.errors import SchemaError
+
+MIGRATION_DIRECTORY = Path(__file__).with_name("migrations")
+MIGRATION_NAME = re.compile(r"^(\d{4})\.([\w-]+)\.sql$")
+MIGRATION_LOCK_KEY = 0x776F6D6261740001  # "wombat" + 1, shared by every wombat-collect process
+
+# The columns wombat-collect writes or reads; a backend-created database must have them.
+REQUIRED_COLUMNS = {
+    "exchange": ("id", "code", "name", "country", "timezone", "is_active", "created_at"),
+    "symbol": (
+        "id", "exchange_id", "symbol", "base_asset", "quote_asset", "symbol_type", "market",
+        "is_active", "min_order_size", "max_order_size", "price_precision",
+        "quantity_precision", "created_at", "updated_at",
+    ),
+    "pricedata": (
+        "id", "symbol_id", "timestamp", "timeframe", "open_price", "high_price", "low_price",
+        "close_price", "volume", "quote_volume", "created_at",
+    ),
+}
+# The unique keys that the upserts' ON CONFLICT clauses name.
+REQUIRED_UNIQUE_KEYS = {
+    "exchange": ("code",),
+    "symbol": ("exchange_id", "symbol"),
+    "pricedata": ("symbol_id", "timeframe", "timestamp"),
+}
+
+logger = logging.getLogger(__name__)
+
+
+def available_migrations(directory=MIGRATION_DIRECTORY):
+    """Given a directory, return [(version, name, path)] of its migrations, in order."""
+    migrations = []
+    for path in sorted(directory.glob("*.sql")):
+        match = MIGRATION_NAME.match(path.name)
+        if match:
+            migrations.append((int(match.group(1)), match.group(2), path))
+    return migrations
+
+
+def apply_migrations(connection):
+    """Given a connection, apply pending migrations and verify the schema.
+
+    Each migration runs in its own transaction; an advisory lock keeps two
+    processes from migrating at once. Return the list of versions applied.
+    Raise SchemaError if the tables lack columns or keys wombat-collect needs.
+    """
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(statement("lock_migrations"), {"key": MIGRATION_LOCK_KEY})
+    try:
+        applied = _apply_pending(connection)
+        verify_schema(connection)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(statement("unlock_migrations"), {"key": MIGRATION_LOCK_KEY})
+        connection.autocommit = False
+    return applied
+
+
+def _apply_pending(connection):
+    with connection.cursor() as cursor:
+        cursor.execute(statement("create_migration_table"))
+        cursor.execute(statement("applied_migrations"))
+        done = {row[0] for row in cursor.fetchall()}
+    applied = []
+    for version, name, path in available_migrations():
+        if version in done:
+            continue
+        connection.autocommit = False
+        with connection:  # one transaction per migration
+            with connection.cursor() as cursor:
+                cursor.execute(path.read_text(encoding="utf-8"))
+                cursor.execute(statement("record_migration"), {"version": version, "name": name})
+        connection.autocommit = True
+        logger.info("applied migration %04d %s", version, name)
+        applied.append(version)
+    return applied
+
+
+def verify_schema(connection):
+    """Given a connection, check the columns and unique keys wombat-collect relies on.
+
+    Raise SchemaError naming every missing column or key.
+    """
+    tables = list(REQUIRED_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(statement("existing_columns"), {"tables": tables})
+        present = {(table, column) for table, column in cursor.fetchall()}
+        cursor.execute(statement("unique_keys"), {"tables": tables})
+        keys = {(table, tuple(columns)) for table, columns in cursor.fetchall()}
+    missing = [
+        f"{table}.{column}"
+        for table, columns in REQUIRED_COLUMNS.items()
+        for column in columns
+        if (table, column) not in present
+    ]
+    if missing:
+        raise SchemaError(f"the database lacks columns wombat-collect writes: {', '.join(missing)}")
+    for table, columns in REQUIRED_UNIQUE_KEYS.items():
+        if (table, tuple(sorted(columns))) not in keys:
+            raise SchemaError(f"table {table} lacks a unique key on ({', '.join(columns)})")

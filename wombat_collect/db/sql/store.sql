@@ -1,0 +1,67 @@
+-- name: insert_missing_exchanges
+-- Creates the exchange rows wombat-collect needs; never modifies existing ones.
+INSERT INTO exchange (code, name, country, timezone, is_active, created_at)
+VALUES %s
+ON CONFLICT (code) DO NOTHING;
+
+-- name: exchange_ids
+SELECT code, id FROM exchange WHERE code = ANY(%(codes)s);
+
+-- name: upsert_symbols
+-- Precision and order-size columns are set on insert only: the backend may refine them.
+INSERT INTO symbol AS s (exchange_id, symbol, base_asset, quote_asset, symbol_type, market,
+                         is_active, min_order_size, max_order_size, price_precision,
+                         quantity_precision, created_at, updated_at)
+VALUES %s
+ON CONFLICT (exchange_id, symbol) DO UPDATE
+   SET base_asset  = EXCLUDED.base_asset,
+       quote_asset = EXCLUDED.quote_asset,
+       symbol_type = EXCLUDED.symbol_type,
+       market      = EXCLUDED.market,
+       is_active   = EXCLUDED.is_active,
+       updated_at  = EXCLUDED.updated_at
+ WHERE (s.base_asset, s.quote_asset, s.symbol_type, s.market, s.is_active)
+       IS DISTINCT FROM
+       (EXCLUDED.base_asset, EXCLUDED.quote_asset, EXCLUDED.symbol_type, EXCLUDED.market, EXCLUDED.is_active)
+RETURNING (xmax = 0) AS inserted;
+
+-- name: symbols_of_exchange
+SELECT id, symbol, market, is_active
+  FROM symbol
+ WHERE exchange_id = %(exchange_id)s
+ ORDER BY symbol;
+
+-- name: set_symbols_active
+UPDATE symbol
+   SET is_active = %(active)s, updated_at = now()
+ WHERE id = ANY(%(ids)s)
+   AND is_active IS DISTINCT FROM %(active)s;
+
+-- name: newest_timestamps
+-- The newest stored candle of each symbol (NULL when it has none); uses idx_price_data_symbol_time.
+SELECT wanted.id,
+       (SELECT max(p."timestamp")
+          FROM pricedata p
+         WHERE p.symbol_id = wanted.id AND p.timeframe = %(timeframe)s) AS newest
+  FROM unnest(%(ids)s::integer[]) AS wanted(id);
+
+-- name: oldest_timestamp
+SELECT min("timestamp") FROM pricedata WHERE symbol_id = %(symbol_id)s AND timeframe = %(timeframe)s;
+
+-- name: upsert_candles
+-- Unchanged rows are skipped by the WHERE, so re-fetched days cost no dead tuples.
+INSERT INTO pricedata AS p (symbol_id, "timestamp", timeframe, open_price, high_price,
+                            low_price, close_price, volume, quote_volume, created_at)
+VALUES %s
+ON CONFLICT (symbol_id, "timestamp", timeframe) DO UPDATE
+   SET open_price   = EXCLUDED.open_price,
+       high_price   = EXCLUDED.high_price,
+       low_price    = EXCLUDED.low_price,
+       close_price  = EXCLUDED.close_price,
+       volume       = EXCLUDED.volume,
+       quote_volume = EXCLUDED.quote_volume
+ WHERE (p.open_price, p.high_price, p.low_price, p.close_price, p.volume, p.quote_volume)
+       IS DISTINCT FROM
+       (EXCLUDED.open_price, EXCLUDED.high_price, EXCLUDED.low_price, EXCLUDED.close_price,
+        EXCLUDED.volume, EXCLUDED.quote_volume)
+RETURNING "timestamp", (xmax = 0) AS inserted;

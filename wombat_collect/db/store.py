@@ -1,0 +1,103 @@
+"""Raw-SQL reads and upserts of `exchange`, `symbol` and `pricedata`.
+
+Every function takes an open connection and leaves transaction control to the
+caller, so a job can make one transaction per symbol. Values always travel as
+parameters; prices and volumes as Decimal.
+"""
+
+from datetime import datetime, timezone
+
+from psycopg2.extras import execute_values
+
+from wombat_collect.db.queries import statement
+from wombat_collect.records import DAILY, StoredSymbol, UpsertCounts
+
+CANDLE_PAGE_SIZE = 1000
+
+
+def ensure_exchanges(connection, exchanges):
+    """Given ExchangeInfo records, insert those missing; never modify existing rows.
+
+    Return {code: id} for the given exchanges.
+    """
+    now = datetime.now(timezone.utc)
+    rows = [(item.code, item.name, item.country, item.timezone, True, now) for item in exchanges]
+    with connection.cursor() as cursor:
+        execute_values(cursor, statement("insert_missing_exchanges"), rows)
+        cursor.execute(statement("exchange_ids"), {"codes": [item.code for item in exchanges]})
+        return dict(cursor.fetchall())
+
+
+def upsert_symbols(connection, exchange_id, records):
+    """Given SymbolRecords of one exchange, insert new ones and update changed ones.
+
+    Every record is stored active. Return UpsertCounts.
+    """
+    now = datetime.now(timezone.utc)
+    unique = {record.symbol: record for record in records}
+    rows = [
+        (exchange_id, item.symbol, item.base_asset, item.quote_asset, item.symbol_type, item.market,
+         True, item.min_order_size, item.max_order_size, item.price_precision,
+         item.quantity_precision, now, now)
+        for item in unique.values()
+    ]
+    if not rows:
+        return UpsertCounts()
+    with connection.cursor() as cursor:
+        returned = execute_values(cursor, statement("upsert_symbols"), rows, fetch=True)
+    inserted = sum(1 for (was_inserted,) in returned if was_inserted)
+    return UpsertCounts(inserted, len(returned) - inserted, len(rows) - len(returned))
+
+
+def stored_symbols(connection, exchange_id):
+    """Given an exchange id, return its StoredSymbols, ordered by symbol."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement("symbols_of_exchange"), {"exchange_id": exchange_id})
+        return [StoredSymbol(*row) for row in cursor.fetchall()]
+
+
+def set_symbols_active(connection, symbol_ids, active):
+    """Given symbol ids, set their is_active flag. Return how many rows changed."""
+    if not symbol_ids:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(statement("set_symbols_active"), {"ids": list(symbol_ids), "active": active})
+        return cursor.rowcount
+
+
+def newest_timestamps(connection, symbol_ids, timeframe=DAILY):
+    """Given symbol ids, return {id: newest stored candle timestamp or None}."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement("newest_timestamps"), {"ids": list(symbol_ids), "timeframe": timeframe})
+        return dict(cursor.fetchall())
+
+
+def oldest_timestamp(connection, symbol_id, timeframe=DAILY):
+    """Given a symbol id, return its oldest stored candle timestamp, or None."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement("oldest_timestamp"), {"symbol_id": symbol_id, "timeframe": timeframe})
+        return cursor.fetchone()[0]
+
+
+def upsert_candles(connection, symbol_id, candles, timeframe=DAILY):
+    """Given Candles of one symbol, insert new rows and update changed ones.
+
+    Duplicate timestamps in the batch keep the last candle. Unchanged rows are
+    not rewritten. Return (UpsertCounts, timestamps of the updated rows).
+    """
+    now = datetime.now(timezone.utc)
+    unique = {candle.timestamp: candle for candle in candles}
+    rows = [
+        (symbol_id, item.timestamp, timeframe, item.open, item.high, item.low, item.close,
+         item.volume, item.quote_volume, now)
+        for item in unique.values()
+    ]
+    if not rows:
+        return UpsertCounts(), []
+    with connection.cursor() as cursor:
+        returned = execute_values(
+            cursor, statement("upsert_candles"), rows, page_size=CANDLE_PAGE_SIZE, fetch=True
+        )
+    updated = sorted(timestamp for timestamp, was_inserted in returned if not was_inserted)
+    inserted = len(returned) - len(updated)
+    return UpsertCounts(inserted, len(updated), len(rows) - len(returned)), updated

@@ -1,0 +1,202 @@
+"""The one HTTP client every collector uses: timeouts, pacing, retries, error shapes.
+
+Collectors differ only in how they read an answer: each passes a `classify`
+function that turns (status, payload, text) into a Verdict. Everything else
+(when to retry, how long to back off, when to stop) is decided here.
+"""
+
+import enum
+import json
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from wombat_collect import __version__
+from wombat_collect.errors import ExchangeBlocked, ExchangeError, SymbolNotFound, TokenExpired
+
+USER_AGENT = f"wombat-collect/{__version__}"
+CONNECT_TIMEOUT_SECONDS = 5.0
+MAX_TRANSIENT_RETRIES = 4
+MAX_THROTTLE_RETRIES = 8
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 10.0
+SNIPPET_LENGTH = 80
+
+logger = logging.getLogger(__name__)
+
+
+class Verdict(enum.Enum):
+    """What to do with an answer."""
+
+    OK = "ok"
+    THROTTLED = "throttled"  # over the rate: back off, retry
+    BLOCKED = "blocked"  # the exchange blocked us: stop at once
+    RETRY = "retry"  # transient server trouble: retry a bounded number of times
+    AUTH = "auth"  # token expired or invalid: renew once, retry
+    NOT_FOUND = "not_found"  # the symbol is unknown to the exchange
+    FAIL = "fail"  # a client error: do not retry
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer as the classifiers see it; payload is parsed JSON or None."""
+
+    status: int
+    payload: object
+    text: str
+    content_type: str
+
+
+def parse_json(text):
+    """Given a body, return its JSON with numbers as Decimal, or None if it is not JSON."""
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except ValueError:
+        return None
+
+
+def snippet(text):
+    """Given a body, return its start on one line, for an error message."""
+    flat = " ".join(text.split())
+    return flat[:SNIPPET_LENGTH] + ("…" if len(flat) > SNIPPET_LENGTH else "")
+
+
+def backoff_seconds(attempt, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_CAP_SECONDS):
+    """Given a 0-based attempt number, return an exponential back-off with full jitter."""
+    return random.uniform(base, min(cap, base * 2 ** attempt))  # noqa: S311 - jitter, not crypto
+
+
+class HttpClient:
+    """A requests.Session per thread, bound to one exchange: base URL, pacers, classifier, authenticator.
+
+    `limiters` maps request group -> RateLimiter; `authenticator`, if given, has
+    headers() (added to every request) and invalidate() (called once on Verdict.AUTH).
+    """
+
+    def __init__(self, name, base_url, limiters, classify, timeout,
+                 authenticator=None, remaining_of=None, links=None, sleep=time.sleep):
+        import requests
+
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.limiters = limiters
+        self.classify = classify
+        self.timeout = (CONNECT_TIMEOUT_SECONDS, timeout)
+        self.authenticator = authenticator
+        self.remaining_of = remaining_of
+        self.links = dict(links or {})  # other base URLs of the exchange, e.g. KIS master files
+        self._sleep = sleep
+        self._local = threading.local()
+        self._requests = requests
+        self._counter_lock = threading.Lock()
+        self.counters = {"requests": 0, "throttled": 0, "retried": 0}
+
+    def session(self):
+        """Return this thread's requests.Session (sessions are not thread-safe)."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._requests.Session()
+            session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+            session.headers.pop("Origin", None)
+            self._local.session = session
+        return session
+
+    def request_json(self, method, path, group, params=None, body=None, headers=None):
+        """Given a request, return the parsed JSON payload of its successful answer.
+
+        Raise ExchangeBlocked on a block, SymbolNotFound on an unknown symbol, and
+        ExchangeError when retries are exhausted or the answer is a client error.
+        """
+        renewed = False
+        transient = throttled = 0
+        while True:
+            answer, problem = self._send(method, path, group, params, body, headers)
+            verdict, message = self.classify(answer) if answer else (Verdict.RETRY, problem)
+            if verdict is Verdict.OK:
+                return answer.payload
+            if verdict is Verdict.THROTTLED and throttled < MAX_THROTTLE_RETRIES:
+                self._back_off(group, throttled, "throttled", message)
+                throttled += 1
+            elif verdict is Verdict.RETRY and transient < MAX_TRANSIENT_RETRIES:
+                self._back_off(None, transient, "retried", message)
+                transient += 1
+            elif verdict is Verdict.AUTH and self.authenticator and not renewed:
+                self.authenticator.invalidate()
+                renewed = True
+            else:
+                raise self._error(verdict, message, path)
+
+    def get_bytes(self, url, group):
+        """Given an absolute URL, return the body of its 200 answer (retrying transient errors).
+
+        Raise ExchangeError if it cannot be had.
+        """
+        for attempt in range(MAX_TRANSIENT_RETRIES + 1):
+            self.limiters[group].acquire()
+            try:
+                response = self.session().get(url, timeout=self.timeout)
+                if response.status_code == 200:
+                    return response.content
+                problem = f"HTTP {response.status_code}"
+                if response.status_code < 500:
+                    break
+            except self._requests.RequestException as error:
+                problem = _describe(error)
+            if attempt < MAX_TRANSIENT_RETRIES:
+                self._back_off(None, attempt, "retried", problem)
+        raise ExchangeError(f"{self.name}: cannot download {url}: {problem}")
+
+    def _send(self, method, path, group, params, body, headers):
+        """Send once under the group's pacer; return (Answer, None), or (None, reason) on a network error."""
+        self.limiters[group].acquire()
+        all_headers = dict(headers or {})
+        if self.authenticator:
+            all_headers.update(self.authenticator.headers())
+        self._count("requests")
+        try:
+            response = self.session().request(
+                method, self.base_url + path, params=params, json=body,
+                headers=all_headers, timeout=self.timeout,
+            )
+            text = response.text
+        except self._requests.RequestException as error:
+            return None, _describe(error)
+        if self.remaining_of:
+            self.limiters[group].observe_remaining(self.remaining_of(response.headers))
+        content_type = response.headers.get("Content-Type", "")
+        return Answer(response.status_code, parse_json(text), text, content_type), None
+
+    def _back_off(self, group, attempt, counter, message):
+        seconds = backoff_seconds(attempt)
+        self._count(counter)
+        logger.debug("%s: %s, backing off %.2fs", self.name, message, seconds)
+        if group is not None:
+            self.limiters[group].hold(seconds)  # every worker of the group slows down
+        else:
+            self._sleep(seconds)
+
+    def _error(self, verdict, message, path):
+        text = f"{self.name}: {message}"
+        if verdict is Verdict.BLOCKED:
+            return ExchangeBlocked(text)
+        if verdict is Verdict.NOT_FOUND:
+            return SymbolNotFound(text)
+        if verdict is Verdict.AUTH:
+            return TokenExpired(text)
+        if verdict in (Verdict.THROTTLED, Verdict.RETRY):
+            return ExchangeError(f"{text} (gave up after retries)")
+        return ExchangeError(text)
+
+    def _count(self, counter):
+        with self._counter_lock:
+            self.counters[counter] += 1
+
+
+def _describe(error):
+    """Given a requests exception, return a short reason without URLs' query strings."""
+    kind = type(error).__name__
+    reason = str(error).split("(Caused by", 1)[-1].strip(" )")
+    return f"{kind}: {snippet(reason)}" if reason else kind

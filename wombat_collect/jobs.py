@@ -1,0 +1,363 @@
+"""The jobs: collect symbols, collect daily prices. Independent of the exchange.
+
+A job takes a collector module (see collectors/__init__.py), an HttpClient and
+a database DSN; it never branches on which exchange it is given.
+"""
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+from wombat_collect.db import store
+from wombat_collect.db.connection import connect, first_line
+from wombat_collect.errors import (
+    ConfigError, DatabaseError, ExchangeBlocked, ExchangeError, Interrupted, SymbolNotFound,
+)
+from wombat_collect.records import Candle, UpsertCounts
+from wombat_collect.validate import candle_problem
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which days `prices` collects: incremental (default), days_back, since or full."""
+
+    kind: str = "incremental"
+    days: int | None = None
+    since: date | None = None
+
+    def describe(self):
+        return {"incremental": "incremental", "days_back": f"last {self.days} days",
+                "since": f"since {self.since}", "full": "full history"}[self.kind]
+
+
+@dataclass
+class JobResult:
+    """What one job did for one exchange; `fatal` is set when the whole run failed."""
+
+    job: str
+    exchange: str
+    symbols_ok: int = 0
+    symbols_failed: int = 0
+    symbols_skipped: int = 0
+    rows: UpsertCounts = field(default_factory=UpsertCounts)
+    rejected: int = 0
+    errors: list = field(default_factory=list)
+    fatal: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    duration: float = 0.0
+
+    @property
+    def status(self):
+        if self.fatal:
+            return "failed"
+        return "partial" if self.symbols_failed or self.errors else "succeeded"
+
+    def summary(self):
+        """Return the one-line INFO summary of this job."""
+        total = self.symbols_ok + self.symbols_failed + self.symbols_skipped
+        parts = [f"{self.symbols_ok:,} ok"]
+        parts += [f"{count:,} {label}" for count, label in
+                  ((self.symbols_failed, "failed"), (self.symbols_skipped, "skipped")) if count]
+        rows = [f"{self.rows.inserted:,} new"]
+        rows += [f"{count:,} {label}" for count, label in
+                 ((self.rows.updated, "updated"), (self.rows.unchanged, "unchanged"),
+                  (self.rejected, "rejected")) if count]
+        line = (f"{self.job} {self.exchange}: {total:,} symbols ({', '.join(parts)}), "
+                f"{self.rows.total:,} rows ({', '.join(rows)}) in {self.duration:.1f}s")
+        return f"{line}; FAILED: {self.fatal}" if self.fatal else line
+
+
+@dataclass
+class SymbolOutcome:
+    symbol: str
+    rows: UpsertCounts = field(default_factory=UpsertCounts)
+    rejected: int = 0
+    error: str | None = None
+    skipped: bool = False
+
+
+def prepare_database(dsn, collectors):
+    """Given a DSN and collector modules, migrate and create missing exchange rows.
+
+    Return {exchange code: id}. Raise DatabaseError or SchemaError.
+    """
+    from wombat_collect.db.migrate import apply_migrations
+
+    connection = connect(dsn)
+    try:
+        apply_migrations(connection)
+        with connection:
+            return store.ensure_exchanges(connection, [module.EXCHANGE for module in collectors])
+    except _database_errors() as error:
+        raise DatabaseError(f"database error while preparing the schema: {first_line(error)}") from None
+    finally:
+        connection.close()
+
+
+def collect_symbols(dsn, exchange_id, collector, client):
+    """Given a collector, store its listing: upsert listed symbols, deactivate missing ones.
+
+    Each listing group (Upbit: all markets; KIS: one master file each) is fetched
+    and written on its own: a failed group changes nothing. A listing that would
+    deactivate more than half of the group's active symbols is refused.
+    Return a JobResult.
+    """
+    result = JobResult("symbols", collector.EXCHANGE.code)
+    for group in collector.LISTING_GROUPS:
+        label = group or "all markets"
+        try:
+            records = list(collector.fetch_symbols(client, group))
+            counts, deactivated = _store_listing(dsn, exchange_id, group, records)
+        except (ExchangeError, DatabaseError, ListingRefused) as error:
+            logger.error("symbols %s %s: %s", result.exchange, label, error)
+            result.errors.append(f"{label}: {error}")
+            result.symbols_failed += 1
+            continue
+        result.rows += counts
+        result.symbols_ok += len(records)
+        result.symbols_skipped += deactivated
+        logger.info("symbols %s %s: %d listed, %d new, %d changed, %d deactivated",
+                    result.exchange, label, len(records), counts.inserted, counts.updated, deactivated)
+    if result.errors and not result.symbols_ok:
+        result.fatal = "; ".join(result.errors)
+    result.duration = time.monotonic() - result.started
+    return result
+
+
+class ListingRefused(Exception):
+    """A listing would deactivate too much of what is stored: likely truncated."""
+
+
+def _store_listing(dsn, exchange_id, group, records):
+    """Given one listing group's records, write them in one transaction.
+
+    Return (UpsertCounts, number deactivated). Raise ListingRefused past the guard.
+    """
+    connection = connect(dsn)
+    try:
+        with connection:
+            stored = [item for item in store.stored_symbols(connection, exchange_id)
+                      if group is None or item.market == group]
+            listed = {record.symbol for record in records}
+            active = [item for item in stored if item.is_active]
+            missing = [item.id for item in active if item.symbol not in listed]
+            if len(missing) * 2 > len(active):
+                raise ListingRefused(
+                    f"listing would deactivate {len(missing)} of {len(active)} active symbols; "
+                    "refusing (truncated answer?)")
+            counts = store.upsert_symbols(connection, exchange_id, records)
+            deactivated = store.set_symbols_active(connection, missing, False)
+        return counts, deactivated
+    except _database_errors() as error:
+        raise DatabaseError(first_line(error)) from None
+    finally:
+        connection.close()
+
+
+def select_symbols(dsn, exchange_id, markets=(), symbols=()):
+    """Given filters, return the active StoredSymbols to collect prices for.
+
+    Raise ConfigError naming any --symbol the exchange does not have.
+    """
+    connection = connect(dsn)
+    try:
+        stored = store.stored_symbols(connection, exchange_id)
+    finally:
+        connection.close()
+    known = {item.symbol for item in stored}
+    unknown = sorted(set(symbols) - known)
+    if unknown:
+        raise ConfigError(f"unknown symbol(s): {', '.join(unknown)}")
+    return [item for item in stored if item.is_active
+            and (not markets or item.market in markets)
+            and (not symbols or item.symbol in symbols)]
+
+
+def plan_starts(dsn, targets, window, backfill_days, today):
+    """Given symbols and a Window, return {symbol id: first date to fetch, or None for all}."""
+    if window.kind == "full":
+        return {item.id: None for item in targets}
+    if window.kind == "since":
+        return {item.id: window.since for item in targets}
+    if window.kind == "days_back":
+        return {item.id: today - timedelta(days=window.days) for item in targets}
+    connection = connect(dsn)
+    try:
+        newest = store.newest_timestamps(connection, [item.id for item in targets])
+    finally:
+        connection.close()
+    fallback = today - timedelta(days=backfill_days)
+    return {item.id: newest[item.id].date() if newest.get(item.id) else fallback for item in targets}
+
+
+def collect_prices(dsn, exchange_id, collector, client, targets, starts, options):
+    """Given symbols and their start dates, fetch and store daily candles concurrently.
+
+    Each symbol is fetched and written in its own transaction by a worker; one
+    symbol's failure never stops the others, but a block (418) stops them all.
+    Return a JobResult.
+    """
+    result = JobResult("prices", collector.EXCHANGE.code)
+    stop = options.stop_event or threading.Event()
+    pool = None if options.dry_run else _open_pool(dsn, options.workers)
+    try:
+        with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="collect") as executor:
+            futures = {
+                executor.submit(collect_symbol_prices, pool, collector, client, item,
+                                starts[item.id], options, stop): item
+                for item in targets
+            }
+            for future in as_completed(futures):
+                _record_outcome(result, future, futures[future], stop, options.progress)
+    finally:
+        if pool is not None:
+            pool.closeall()
+    if options.interrupted:
+        raise Interrupted(options.interrupted)
+    result.duration = time.monotonic() - result.started
+    return result
+
+
+def _open_pool(dsn, workers):
+    from psycopg2.pool import ThreadedConnectionPool
+
+    try:
+        return ThreadedConnectionPool(1, workers, dsn, connect_timeout=10, application_name="wombat-collect")
+    except _database_errors() as error:
+        raise DatabaseError(f"cannot connect to the database: {first_line(error)}") from None
+
+
+def _record_outcome(result, future, symbol, stop, progress):
+    """Given a finished future, add its SymbolOutcome (or its fatal error) to the result."""
+    try:
+        outcome = future.result()
+    except ExchangeBlocked as error:
+        if not result.fatal:
+            logger.error("%s", error)
+            result.fatal = str(error)
+        stop.set()
+        return
+    except StoppedEarly:
+        return
+    if progress:
+        progress(1)
+    result.rows += outcome.rows
+    result.rejected += outcome.rejected
+    if outcome.skipped:
+        result.symbols_skipped += 1
+    elif outcome.error:
+        result.symbols_failed += 1
+        logger.warning("prices %s %s failed: %s", result.exchange, symbol.symbol, outcome.error)
+    else:
+        result.symbols_ok += 1
+
+
+class StoppedEarly(Exception):
+    """The run is stopping (block or signal): the symbol was left untouched."""
+
+
+def collect_symbol_prices(pool, collector, client, symbol, start, options, stop):
+    """Given one StoredSymbol, fetch its candles from `start` and write them in one transaction.
+
+    Return a SymbolOutcome. Raise ExchangeBlocked to stop the run, StoppedEarly
+    if the run is stopping.
+    """
+    if stop.is_set():
+        raise StoppedEarly
+    try:
+        candles, rejected = fetch_valid_candles(collector, client, symbol.symbol, start, options, stop)
+        if options.dry_run:
+            return SymbolOutcome(symbol.symbol, UpsertCounts(unchanged=len(candles)), len(rejected))
+        rows = write_candles(pool, collector, client, symbol, start, candles, options, stop)
+    except SymbolNotFound as error:
+        _deactivate_unknown(pool, symbol, error)
+        return SymbolOutcome(symbol.symbol, skipped=True)
+    except ExchangeBlocked:
+        raise
+    except (ExchangeError, DatabaseError) as error:
+        return SymbolOutcome(symbol.symbol, error=str(error))
+    error = f"{len(rejected)} invalid candle(s) rejected, first: {rejected[0]}" if rejected else None
+    return SymbolOutcome(symbol.symbol, rows, len(rejected), error=error)
+
+
+def fetch_valid_candles(collector, client, symbol, start, options, stop):
+    """Given a symbol, return (valid candles to store, reasons of rejected ones).
+
+    Running candles are dropped unless options.include_open. Raise StoppedEarly
+    if the run stops meanwhile.
+    """
+    candles, rejected = [], []
+    for item in collector.fetch_daily_candles(client, symbol, start):
+        if stop.is_set():
+            raise StoppedEarly
+        problem = item.reason if not isinstance(item, Candle) else candle_problem(item, options.now)
+        if problem:
+            rejected.append(problem)
+        elif options.include_open or collector.candle_closes_at(item.timestamp) <= options.now:
+            candles.append(item)
+    return candles, rejected
+
+
+def write_candles(pool, collector, client, symbol, start, candles, options, stop):
+    """Given a symbol's fetched candles, upsert them in one transaction; re-base if needed.
+
+    When the collector's history is adjusted (REBASE_ON_CHANGE) and the fetch
+    shows a corporate action or a changed stored row, the symbol's whole stored
+    range is fetched again in the same transaction, so every row shares one basis.
+    Return UpsertCounts. Raise DatabaseError on a database failure.
+    """
+    connection = pool.getconn()
+    broken = False
+    try:
+        with connection:
+            rows, updated = store.upsert_candles(connection, symbol.id, candles)
+            if collector.REBASE_ON_CHANGE and (updated or any(c.corporate_action for c in candles)):
+                oldest = store.oldest_timestamp(connection, symbol.id)
+                if start is not None and oldest is not None and oldest.date() < start:
+                    logger.info("prices %s %s: adjustment basis changed, re-collecting from %s",
+                                collector.EXCHANGE.code, symbol.symbol, f"{oldest:%Y-%m-%d}")
+                    again, _ = fetch_valid_candles(collector, client, symbol.symbol, oldest.date(), options, stop)
+                    rows = rows + store.upsert_candles(connection, symbol.id, again)[0]
+        return rows
+    except _database_errors() as error:
+        broken = connection.closed != 0
+        raise DatabaseError(first_line(error)) from None
+    finally:
+        pool.putconn(connection, close=broken)
+
+
+def _deactivate_unknown(pool, symbol, error):
+    """Given a symbol the exchange no longer knows, mark it inactive (skip on a dry run)."""
+    logger.warning("%s: %s; marking it inactive", symbol.symbol, error)
+    if pool is None:
+        return
+    connection = pool.getconn()
+    try:
+        with connection:
+            store.set_symbols_active(connection, [symbol.id], False)
+    finally:
+        pool.putconn(connection)
+
+
+@dataclass
+class PriceOptions:
+    """How to collect prices: flags that apply to every symbol of the run."""
+
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    include_open: bool = False
+    dry_run: bool = False
+    workers: int = 8
+    progress: object = None
+    stop_event: threading.Event | None = None
+    interrupted: int | None = None
+
+
+def _database_errors():
+    import psycopg2
+
+    return (psycopg2.Error,)

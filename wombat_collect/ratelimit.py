@@ -1,0 +1,66 @@
+"""A thread-safe request pacer shared by every worker talking to one exchange group.
+
+The exchanges count requests in windows we cannot see, and network jitter
+bunches requests together, so the pacer spaces requests evenly at a small
+margin below the nominal rate and never lets more than `rate` start within
+any one second. It slows down when the server says the window is nearly
+spent by someone else, and backs off hard on an explicit "too many requests".
+"""
+
+import threading
+import time
+from collections import deque
+
+DEFAULT_MARGIN = 0.97  # measured against a strict sliding-window fake (see tests/benchmark_prices.py)
+WINDOW_SECONDS = 1.0
+
+
+class RateLimiter:
+    """Paces callers of `acquire()` to at most `rate` per second, evenly spaced."""
+
+    def __init__(self, rate, margin=DEFAULT_MARGIN, clock=time.monotonic, sleep=time.sleep):
+        self.rate = float(rate)
+        self.interval = 1.0 / (self.rate * margin)
+        self.window_capacity = max(1, int(self.rate))
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next_slot = 0.0
+        self._recent = deque()  # start times of the requests of the last window
+
+    def acquire(self):
+        """Block until the caller may send one request; return the time waited."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next_slot)
+            while len(self._recent) >= self.window_capacity:
+                slot = max(slot, self._recent[0] + WINDOW_SECONDS)
+                self._recent.popleft()
+            while self._recent and self._recent[0] <= slot - WINDOW_SECONDS:
+                self._recent.popleft()
+            self._recent.append(slot)
+            self._next_slot = slot + self.interval
+        wait = slot - now
+        if wait > 0:
+            self._sleep(wait)
+        return max(0.0, wait)
+
+    def hold(self, seconds):
+        """Delay every request not yet started by at least `seconds` from now."""
+        with self._lock:
+            self._next_slot = max(self._next_slot, self._clock() + seconds)
+
+    def observe_remaining(self, remaining):
+        """Given the server's count of requests left in its current second, slow down if low.
+
+        Our own requests of the last second explain most of the server's count;
+        when the server reports fewer left than that explains, another client
+        shares the budget, so wait for the server's window to roll over.
+        """
+        if remaining is None or remaining > 1:
+            return
+        with self._lock:
+            now = self._clock()
+            own = sum(1 for start in self._recent if start > now - WINDOW_SECONDS)
+        if remaining < self.window_capacity - own - 1:
+            self.hold(WINDOW_SECONDS / 2)

@@ -1,0 +1,31 @@
+"""Checks every candle passes before it may be written."""
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+EARLIEST_SANE_DATE = datetime(1980, 1, 1, tzinfo=timezone.utc)  # before any KRX/Upbit history we store
+PRICE_LIMIT = Decimal("1e12")  # NUMERIC(20,8) holds less than 10^12
+VOLUME_LIMIT = Decimal("1e22")  # NUMERIC(30,8) holds less than 10^22
+
+
+def candle_problem(candle, now):
+    """Given a Candle and the current time, return why it must not be stored, or None.
+
+    A sane candle starts at 00:00 UTC, between 1980 and tomorrow, has positive
+    prices with low <= open, close <= high, and non-negative volumes that fit
+    the backend's columns.
+    """
+    day = f"{candle.timestamp:%Y-%m-%d}"
+    if candle.timestamp.utcoffset() is None or (candle.timestamp.hour, candle.timestamp.minute) != (0, 0):
+        return f"{day}: candle does not start at 00:00 UTC"
+    if not EARLIEST_SANE_DATE <= candle.timestamp <= now + timedelta(days=1):
+        return f"{day}: date outside {EARLIEST_SANE_DATE:%Y-%m-%d}..tomorrow"
+    prices = (candle.open, candle.high, candle.low, candle.close)
+    if any(not price.is_finite() or price <= 0 or price >= PRICE_LIMIT for price in prices):
+        return f"{day}: price not positive or out of range"
+    if not candle.low <= min(candle.open, candle.close) or not max(candle.open, candle.close) <= candle.high:
+        return f"{day}: prices violate low <= open, close <= high"
+    volumes = (candle.volume, candle.quote_volume if candle.quote_volume is not None else Decimal(0))
+    if any(not volume.is_finite() or volume < 0 or volume >= VOLUME_LIMIT for volume in volumes):
+        return f"{day}: volume negative or out of range"
+    return None
