@@ -102,3 +102,35 @@ def schema_dump(dsn):
 
     return subprocess.run([pg_binary(dsn, "pg_dump"), "-s", "--no-owner", "-d", dsn],
                           check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def fake_upbit():
+    """Return a running FakeUpbit with no rate limit (tests that need one set it)."""
+    from tests.fakes.upbit_server import FakeUpbit
+
+    with FakeUpbit(rate_limit=None) as server:
+        yield server
+
+
+def upbit_env(database, server, **extra):
+    """Given a database DSN and a FakeUpbit, return the env a CLI run against them needs."""
+    env = {"DATABASE_URL": database, "UPBIT_API_URL": server.url, "UPBIT_RATE_LIMIT": "1000",
+           "WOMBAT_HTTP_TIMEOUT": "5"}
+    env.update(extra)
+    return env
+
+
+PRICE_ROWS = """
+    SELECT s.symbol, p."timestamp", p.open_price, p.high_price, p.low_price, p.close_price,
+           p.volume, p.quote_volume, p.timeframe
+      FROM pricedata p JOIN symbol s ON s.id = p.symbol_id
+      JOIN exchange e ON e.id = s.exchange_id
+     WHERE e.code = %s
+     ORDER BY s.symbol, p."timestamp"
+"""
+
+
+def stored_prices(dsn, exchange="upbit"):
+    """Given a DSN, return every stored candle of an exchange as comparable tuples."""
+    return query(dsn, PRICE_ROWS, (exchange,))

@@ -1,0 +1,274 @@
+"""End to end: the real CLI against the fake Upbit on loopback and a real PostgreSQL."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import query, run_cli, stored_prices, upbit_env
+from tests.fakes.upbit_server import make_upbit_candles, make_upbit_markets
+
+TODAY = datetime.now(timezone.utc).date()
+SINCE = date(2025, 7, 1)
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def expected_rows(candles_by_market, since=None, include_open=False):
+    """Given the fake's candles, return the rows a run should store, as stored_prices gives them."""
+    rows = []
+    for market, candles in candles_by_market.items():
+        quote, base = market.split("-")
+        for candle in candles:
+            moment = datetime.fromisoformat(candle["candle_date_time_utc"]).replace(tzinfo=timezone.utc)
+            if since and moment.date() < since or (not include_open and moment.date() >= TODAY):
+                continue
+            rows.append((f"{base}/{quote}", moment, candle["opening_price"], candle["high_price"],
+                         candle["low_price"], candle["trade_price"], candle["candle_acc_trade_volume"],
+                         candle["candle_acc_trade_price"], "1d"))
+    return sorted(rows, key=lambda row: (row[0], row[1]))
+
+
+@pytest.fixture
+def three_markets(fake_upbit):
+    """Three markets (one per quote) with history from 2025-05-01 to today, one with gaps."""
+    candles = {
+        "KRW-BTC": make_upbit_candles("KRW-BTC", date(2025, 5, 1), TODAY),
+        "BTC-ETH": make_upbit_candles("BTC-ETH", date(2025, 5, 1), TODAY, gap_every=3),
+        "USDT-XRP": make_upbit_candles("USDT-XRP", date(2025, 5, 1), TODAY),
+    }
+    for market, rows in candles.items():
+        fake_upbit.set_candles(market, rows)
+    return candles
+
+
+def test_symbols_stores_every_market(database, fake_upbit, three_markets):
+    result = run_cli("symbols", "--exchange", "upbit", env=upbit_env(database, fake_upbit))
+    assert result.exit_code == 0, result.output
+    assert query(database, "SELECT symbol, base_asset, quote_asset, market, symbol_type, is_active,"
+                           " price_precision, quantity_precision FROM symbol ORDER BY symbol") == [
+        ("BTC/KRW", "BTC", "KRW", "KRW", "CRYPTO", True, 8, 8),
+        ("ETH/BTC", "ETH", "BTC", "BTC", "CRYPTO", True, 8, 8),
+        ("XRP/USDT", "XRP", "USDT", "USDT", "CRYPTO", True, 8, 8),
+    ]
+    assert "symbols upbit: 3 symbols (3 ok), 3 rows (3 new) in" in result.stdout
+
+
+def test_prices_since_stores_exactly_the_servers_candles(database, fake_upbit, three_markets):
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    result = run_cli("prices", "--exchange", "upbit", "--since", "2025-07-01", env=env)
+    assert result.exit_code == 0, result.output
+    stored = stored_prices(database)
+    assert stored == expected_rows(three_markets, since=SINCE)
+    assert all(row[1].tzinfo is not None and row[1].utcoffset() == timedelta(0)
+               and (row[1].hour, row[1].minute) == (0, 0) for row in stored)
+    assert len(stored) > 3 * 100
+
+
+def test_prices_full_keeps_decimals_exact(database, fake_upbit, three_markets):
+    assert run_cli("prices", "--exchange", "upbit", "--full", env=upbit_env(database, fake_upbit)).exit_code == 0
+    assert query(database, "SELECT p.quote_volume::text FROM pricedata p JOIN symbol s ON s.id = p.symbol_id"
+                           " WHERE s.symbol = 'BTC/KRW' ORDER BY p.timestamp LIMIT 1") == [("242634976840.02426000",)]
+    assert stored_prices(database) == expected_rows(three_markets)
+
+
+def test_prices_second_run_rewrites_nothing(database, fake_upbit, three_markets):
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("prices", "--exchange", "upbit", "--since", "2025-07-01", env=env).exit_code == 0
+    before = query(database, "SELECT id, xmin::text FROM pricedata ORDER BY id")
+    result = run_cli("prices", "--exchange", "upbit", "--since", "2025-07-01", env=env)
+    assert result.exit_code == 0, result.output
+    count = len(expected_rows(three_markets, since=SINCE))
+    assert f"{count:,} rows (0 new, {count:,} unchanged)" in result.stdout
+    assert query(database, "SELECT id, xmin::text FROM pricedata ORDER BY id") == before
+
+
+def test_prices_with_no_symbols_collects_the_listing_first(database, fake_upbit, three_markets):
+    result = run_cli("prices", "--exchange", "upbit", "--days-back", "7", env=upbit_env(database, fake_upbit))
+    assert result.exit_code == 0, result.output
+    assert query(database, "SELECT count(*) FROM symbol") == [(3,)]
+    assert stored_prices(database) == expected_rows(three_markets, since=TODAY - timedelta(days=7))
+
+
+def test_prices_incremental_backfills_then_resumes(database, fake_upbit, three_markets):
+    env = upbit_env(database, fake_upbit, WOMBAT_BACKFILL_DAYS="30")
+    assert run_cli("prices", "--exchange", "upbit", env=env).exit_code == 0
+    assert stored_prices(database) == expected_rows(three_markets, since=TODAY - timedelta(days=30))
+    fake_upbit.clear_requests()
+    result = run_cli("prices", "--exchange", "upbit", env=env)
+    assert result.exit_code == 0
+    assert fake_upbit.count(path="/v1/candles/days") == 3  # one page per symbol
+    assert stored_prices(database) == expected_rows(three_markets, since=TODAY - timedelta(days=30))
+
+
+def test_prices_include_open_stores_then_overwrites_the_running_candle(database, fake_upbit, three_markets):
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("prices", "--exchange", "upbit", "--days-back", "3", "--include-open", env=env).exit_code == 0
+    assert stored_prices(database) == expected_rows(three_markets, since=TODAY - timedelta(days=3), include_open=True)
+    running = dict(three_markets["KRW-BTC"][-1])
+    running["trade_price"] = running["high_price"]
+    fake_upbit.set_candles("KRW-BTC", three_markets["KRW-BTC"][:-1] + [running])
+    result = run_cli("prices", "--exchange", "upbit", "--days-back", "3", "--include-open", env=env)
+    assert result.exit_code == 0
+    assert "1 updated" in result.stdout
+    today_row = [row for row in stored_prices(database) if row[0] == "BTC/KRW" and row[1].date() == TODAY]
+    assert today_row[0][5] == running["high_price"]
+
+
+def test_symbols_marks_a_dropped_market_inactive_and_reactivates_it(database, fake_upbit, three_markets):
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    fake_upbit.remove_market("BTC-ETH")
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    assert query(database, "SELECT symbol, is_active FROM symbol ORDER BY symbol") == [
+        ("BTC/KRW", True), ("ETH/BTC", False), ("XRP/USDT", True)]
+    fake_upbit.set_candles("BTC-ETH", three_markets["BTC-ETH"])
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    assert query(database, "SELECT symbol, is_active FROM symbol ORDER BY symbol") == [
+        ("BTC/KRW", True), ("ETH/BTC", True), ("XRP/USDT", True)]
+
+
+def test_symbols_refuses_a_listing_that_drops_more_than_half(database, fake_upbit):
+    fake_upbit.set_markets(make_upbit_markets(10))
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    before = query(database, "SELECT * FROM symbol ORDER BY id")
+    fake_upbit.set_markets(make_upbit_markets(10)[:4])
+    result = run_cli("symbols", "--exchange", "upbit", env=env)
+    assert result.exit_code == 1
+    assert "would deactivate 6 of 10 active symbols" in result.stderr
+    assert query(database, "SELECT * FROM symbol ORDER BY id") == before
+
+
+def test_prices_unknown_code_marks_symbol_inactive_and_goes_on(database, fake_upbit, three_markets):
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    fake_upbit.remove_market("USDT-XRP")
+    result = run_cli("prices", "--exchange", "upbit", "--since", "2025-07-01", env=env)
+    assert result.exit_code == 0, result.output
+    assert "3 symbols (2 ok, 1 skipped)" in result.stdout
+    assert query(database, "SELECT symbol, is_active FROM symbol ORDER BY symbol") == [
+        ("BTC/KRW", True), ("ETH/BTC", True), ("XRP/USDT", False)]
+    del three_markets["USDT-XRP"]
+    assert stored_prices(database) == expected_rows(three_markets, since=SINCE)
+
+
+def test_prices_blocked_ip_stops_the_run_with_exit_1(database, fake_upbit, three_markets):
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    fake_upbit.set_blocked(True)
+    fake_upbit.clear_requests()
+    result = run_cli("prices", "--exchange", "upbit", "--since", "2025-07-01", env=env)
+    assert result.exit_code == 1
+    assert "418" in result.stderr and "blocked" in result.stderr
+    assert fake_upbit.count(path="/v1/candles/days") <= 8  # at most the requests already in flight
+    assert stored_prices(database) == []
+
+
+def test_prices_transient_faults_are_retried(database, fake_upbit, three_markets):
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    for kind in ("500", "malformed_json", "reset", "wrong_content_type"):
+        fake_upbit.inject(kind, count=1)
+    result = run_cli("prices", "--exchange", "upbit", "--since", "2025-07-01", env=env)
+    assert result.exit_code == 0, result.output
+    assert stored_prices(database) == expected_rows(three_markets, since=SINCE)
+
+
+def test_prices_persistent_server_errors_fail_that_symbol_only(database, fake_upbit, three_markets):
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    fake_upbit.inject("500", count=100, match=lambda request: request.query.get("market") == "BTC-ETH")
+    result = run_cli("prices", "--exchange", "upbit", "--since", "2025-07-01", env=env)
+    assert result.exit_code == 1
+    assert "ETH/BTC failed: upbit: HTTP 500" in result.stderr
+    del three_markets["BTC-ETH"]
+    assert stored_prices(database) == expected_rows(three_markets, since=SINCE)
+
+
+def test_prices_dry_run_writes_nothing(database, fake_upbit, three_markets):
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    result = run_cli("prices", "--exchange", "upbit", "--days-back", "5", "--dry-run", env=env)
+    assert result.exit_code == 0, result.output
+    assert stored_prices(database) == []
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["prices", "--exchange", "bitfinex"], "Invalid value for '--exchange'"),
+    (["prices", "--since", "2025-13-01"], "Invalid value for '--since'"),
+    (["prices", "--since", "yesterday"], "Invalid value for '--since'"),
+    (["prices", "--days-back", "-3"], "Invalid value for '--days-back'"),
+    (["prices", "--days-back", "x"], "Invalid value for '--days-back'"),
+    (["prices", "--days-back", "0"], "Invalid value for '--days-back'"),
+    (["prices", "--since", "2999-01-01"], "is in the future"),
+    (["prices", "--days-back", "3", "--full"], "--days-back and --full exclude each other"),
+    (["prices", "--since", "2025-01-01", "--days-back", "3"], "exclude each other"),
+    (["prices", "--exchange", "upbit", "--market", "NYSE"], "unknown market NYSE"),
+    (["prices", "--bogus"], "No such option"),
+])
+def test_prices_bad_input_exits_2_without_writing(database, fake_upbit, arguments, message):
+    result = run_cli(*arguments, env=upbit_env(database, fake_upbit))
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert fake_upbit.count() == 0
+    assert query(database, "SELECT count(*) FROM pg_tables WHERE tablename = 'pricedata'") == [(0,)]
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("POSTGRES_PORT", "fivefour", "POSTGRES_PORT must be a whole number, not 'fivefour'"),
+    ("UPBIT_RATE_LIMIT", "fast", "UPBIT_RATE_LIMIT must be a number, not 'fast'"),
+    ("WOMBAT_WORKERS", "0", "WOMBAT_WORKERS must be between 1 and 64, not 0"),
+    ("UPBIT_API_URL", "ftp://x", "UPBIT_API_URL must be an http(s) URL"),
+    ("DATABASE_URL", "postgresql://u:pw@[::1/x", "DATABASE_URL is not a valid libpq connection URI"),
+])
+def test_prices_bad_env_value_exits_2(database, fake_upbit, variable, value, message):
+    env = upbit_env(database, fake_upbit, **{variable: value})
+    if variable == "POSTGRES_PORT":
+        env.update(DATABASE_URL="", POSTGRES_SERVER="127.0.0.1")
+    result = run_cli("prices", "--exchange", "upbit", env=env)
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert fake_upbit.count() == 0
+
+
+def test_bin_collect_prices_works_from_a_shell(database, fake_upbit, three_markets):
+    env = dict(os.environ, WOMBAT_ENV_FILE="/dev/null", **upbit_env(database, fake_upbit))
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    completed = subprocess.run([str(REPOSITORY / "bin" / "collect-prices"), "--exchange", "upbit", "--days-back", "7"],
+                               env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert stored_prices(database) == expected_rows(three_markets, since=TODAY - timedelta(days=7))
+    assert "prices upbit: 3 symbols (3 ok)" in completed.stdout
+
+
+def test_prices_killed_midway_then_rerun_equals_an_uninterrupted_run(database, fake_upbit):
+    markets = {f"KRW-K{number:02d}": make_upbit_candles(f"KRW-K{number:02d}", date(2024, 1, 1), TODAY)
+               for number in range(12)}
+    for market, rows in markets.items():
+        fake_upbit.set_candles(market, rows)
+    fake_upbit.latency = 0.02
+    env = dict(os.environ, WOMBAT_ENV_FILE="/dev/null", **upbit_env(database, fake_upbit, WOMBAT_WORKERS="2"))
+    command = [sys.executable, "-m", "wombat_collect", "prices", "--exchange", "upbit", "--since", "2024-01-01"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and query(database, "SELECT count(DISTINCT symbol_id) FROM pricedata"
+                                                if query(database, "SELECT to_regclass('pricedata')")[0][0]
+                                                else "SELECT 0")[0][0] < 3:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    partial = query(database, "SELECT count(DISTINCT symbol_id) FROM pricedata")[0][0]
+    assert 0 < partial < 12
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert stored_prices(database) == expected_rows(markets, since=date(2024, 1, 1))
+    assert query(database, "SELECT count(*) FROM (SELECT symbol_id, timestamp FROM pricedata"
+                           " GROUP BY 1, 2 HAVING count(*) > 1) AS duplicates") == [(0,)]

@@ -1,0 +1,422 @@
+"""The systemd units in systemd/ and the cron.d file in crontab/.
+
+The units must pass `systemd-analyze verify`, score at most 1.5 in
+`systemd-analyze security --offline=true`, and fire at 00:00, 00:02 and 09:05
+Korean time (15:00 and 15:02 UTC the day before, 00:05 UTC) whatever the host's
+zone. The cron.d file must fire at the same instants on any host zone, run as
+user wombat and mail only stderr. Tests that need systemd-analyze (or faketime)
+are skipped where it is missing.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+UNIT_DIRECTORY = REPOSITORY / "systemd"
+CRONTAB = REPOSITORY / "crontab" / "wombat-collect"
+EXECUTABLE = "/opt/wombat-collect/bin/wombat-collect"
+SECURITY_THRESHOLD = 1.5
+SEOUL = ZoneInfo("Asia/Seoul")
+
+# unit stem -> (command after the executable, Korean time, UTC time of day)
+JOBS = {
+    "wombat-collect-symbols": ("symbols --exchange all", "00:00", "15:00"),
+    "wombat-collect-prices": ("prices --exchange all", "00:02", "15:02"),
+    "wombat-collect-prices-upbit": ("prices --exchange upbit", "09:05", "00:05"),
+}
+SERVICES = sorted(f"{stem}.service" for stem in JOBS)
+TIMERS = sorted(f"{stem}.timer" for stem in JOBS)
+
+# Host zones with whole-hour, half-hour and 45-minute offsets, with and
+# without daylight saving time; days of DST changes in the US and the EU.
+HOST_ZONES = ["UTC", "Asia/Seoul", "America/New_York", "Europe/Berlin", "Asia/Kolkata",
+              "Asia/Kathmandu", "Australia/Adelaide"]
+UTC_DAYS = ["2025-01-15", "2025-03-09", "2025-03-30", "2025-10-26", "2025-11-02"]
+
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+needs_systemd_analyze = pytest.mark.skipif(
+    SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (apt-get install systemd)"
+)
+
+
+# --- helpers -------------------------------------------------------------
+
+def read_unit(path):
+    """Given a unit file, return {section: [(key, value), ...]} in file order.
+
+    Keys may repeat (After=, SystemCallFilter=), hence lists, not configparser.
+    """
+    sections = {}
+    current = None
+    for raw_line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = raw_line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], [])
+            continue
+        key, _, value = line.partition("=")
+        current.append((key.strip(), value.strip()))
+    return sections
+
+
+def values(path, section, key):
+    """Return every value of `key` in `section` of the unit file at `path`."""
+    return [value for name, value in read_unit(path).get(section, []) if name == key]
+
+
+def run(arguments, **options):
+    """Run a command with a timeout; return the CompletedProcess (text, both streams)."""
+    return subprocess.run(arguments, capture_output=True, text=True, timeout=60, **options)
+
+
+def security_score(unit_path):
+    """Return the overall exposure of a unit file from `systemd-analyze security --offline`."""
+    result = run([SYSTEMD_ANALYZE, "security", "--offline=true", "--no-pager", str(unit_path)])
+    if "--offline" in result.stderr and "unrecognized" in result.stderr:
+        pytest.skip("this systemd-analyze has no --offline (systemd < 250)")
+    match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", result.stdout)
+    assert match, f"no score in output:\n{result.stdout}\n{result.stderr}"
+    return float(match.group(1))
+
+
+def utc_elapses(expression, host_zone):
+    """Return the next two elapses of an OnCalendar expression, as UTC datetimes.
+
+    Computed by `systemd-analyze calendar` with TZ=host_zone: for a non-UTC host
+    it prints the UTC form on an extra "(in UTC)" line.
+    """
+    result = run([SYSTEMD_ANALYZE, "calendar", "--iterations=2", expression],
+                 env={**os.environ, "TZ": host_zone})
+    assert result.returncode == 0, result.stderr
+    stamps = re.findall(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC$", result.stdout, re.MULTILINE)
+    assert len(stamps) == 2, result.stdout
+    return [datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+            for stamp in stamps]
+
+
+def parse_crontab(path):
+    """Given a cron.d file, return ({variable: value}, [job dict, ...])."""
+    environment = {}
+    jobs = []
+    for raw_line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = raw_line.strip()
+        if not line or line.startswith("#"):
+            continue
+        assignment = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)", line)
+        if assignment:
+            environment[assignment.group(1)] = assignment.group(2)
+            continue
+        minute, hour, day, month, weekday, user, command = line.split(None, 6)
+        jobs.append({"minute": minute, "hour": hour, "day": day, "month": month,
+                     "weekday": weekday, "user": user, "command": command})
+    return environment, jobs
+
+
+def cron_field_values(field, low, high):
+    """Given one cron time field and its bounds, return the set of numbers it matches."""
+    matched = set()
+    for part in field.split(","):
+        span, _, step = part.partition("/")
+        if span == "*":
+            first, last = low, high
+        elif "-" in span:
+            first, last = (int(number) for number in span.split("-"))
+        else:
+            first = last = int(span)
+        matched.update(range(first, last + 1, int(step) if step else 1))
+    return matched
+
+
+def cron_matches(job, local_time):
+    """Return whether cron starts `job` at `local_time` (host wall clock, vixie rules)."""
+    weekdays = {day % 7 for day in cron_field_values(job["weekday"], 0, 7)}
+    day_matches = local_time.day in cron_field_values(job["day"], 1, 31)
+    weekday_matches = (local_time.isoweekday() % 7) in weekdays
+    if job["day"] != "*" and job["weekday"] != "*":
+        calendar_matches = day_matches or weekday_matches
+    else:
+        calendar_matches = day_matches and weekday_matches
+    return (calendar_matches
+            and local_time.minute in cron_field_values(job["minute"], 0, 59)
+            and local_time.hour in cron_field_values(job["hour"], 0, 23)
+            and local_time.month in cron_field_values(job["month"], 1, 12))
+
+
+GUARD = re.compile(r'^\[ "\$\(TZ=(\S+) date \+\\%H:\\%M\)" = (\d\d:\d\d) \] && ')
+
+
+def guard_of(job):
+    """Return (zone, 'HH:MM') of a job's wall-clock guard. Fail if it has none."""
+    match = GUARD.match(job["command"])
+    assert match, f"no TZ guard at the start of: {job['command']}"
+    return match.group(1), match.group(2)
+
+
+def job_stem(job):
+    """Return the unit stem whose command the cron job runs."""
+    for stem, (arguments, _, _) in JOBS.items():
+        if f"{EXECUTABLE} {arguments} " in job["command"] + " ":
+            return stem
+    raise AssertionError(f"cron job runs no known command: {job['command']}")
+
+
+def cron_command_for_shell(command):
+    """Return the command as cron hands it to the shell: "\\%" becomes "%".
+
+    An unescaped "%" would end the command (the rest is stdin): fail on one.
+    """
+    assert not re.search(r"(?<!\\)%", command), f"unescaped % in: {command}"
+    return command.replace("\\%", "%")
+
+
+def utc_minutes_of_day(utc_day):
+    """Yield every minute of one UTC day as an aware datetime."""
+    start = datetime.fromisoformat(utc_day).replace(tzinfo=timezone.utc)
+    for offset in range(24 * 60):
+        yield start + timedelta(minutes=offset)
+
+
+def simulated_firings(job, host_zone, utc_day):
+    """Return the UTC 'HH:MM's of `utc_day` at which cron on a `host_zone` host runs the job."""
+    zone, wanted = guard_of(job)
+    host = ZoneInfo(host_zone)
+    return {
+        moment.strftime("%H:%M")
+        for moment in utc_minutes_of_day(utc_day)
+        if cron_matches(job, moment.astimezone(host))
+        and moment.astimezone(ZoneInfo(zone)).strftime("%H:%M") == wanted
+    }
+
+
+# --- systemd units -------------------------------------------------------
+
+def test_unit_directory_holds_one_service_and_timer_per_job():
+    assert sorted(path.name for path in UNIT_DIRECTORY.iterdir()) == sorted(SERVICES + TIMERS)
+
+
+@pytest.mark.parametrize("stem", sorted(JOBS))
+def test_service_execstart_runs_the_job(stem):
+    arguments, _, _ = JOBS[stem]
+    assert values(UNIT_DIRECTORY / f"{stem}.service", "Service", "ExecStart") == [
+        f"{EXECUTABLE} {arguments}"
+    ]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_is_a_niced_networked_oneshot(service):
+    path = UNIT_DIRECTORY / service
+    assert values(path, "Service", "Type") == ["oneshot"]
+    assert "network-online.target" in " ".join(values(path, "Unit", "Wants"))
+    assert "network-online.target" in " ".join(values(path, "Unit", "After"))
+    assert values(path, "Service", "Nice") == ["19"]
+    assert values(path, "Service", "IOSchedulingClass") == ["best-effort"]
+    assert values(path, "Service", "IOSchedulingPriority") == ["7"]
+    assert values(path, "Service", "SuccessExitStatus") == ["75"]
+    assert values(path, "Service", "EnvironmentFile") == ["/etc/wombat-collect/wombat-collect.env"]
+    assert len(values(path, "Service", "TimeoutStartSec")) == 1
+    assert values(path, "Install", "WantedBy") == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_shares_user_state_and_lock_directory(service):
+    path = UNIT_DIRECTORY / service
+    assert values(path, "Service", "DynamicUser") == ["yes"]
+    assert values(path, "Service", "User") == ["wombat-collect"]
+    assert values(path, "Service", "StateDirectory") == ["wombat-collect"]
+    assert values(path, "Service", "Environment") == [
+        "WOMBAT_STATE_DIR=%S/wombat-collect WOMBAT_LOCK_DIR=%S/wombat-collect"
+    ]
+    # A per-unit RuntimeDirectory would hide the units' locks from each other.
+    assert values(path, "Service", "RuntimeDirectory") == []
+
+
+def test_services_share_one_sandbox_block():
+    marker = "# --- configuration"
+    tails = {
+        service: (UNIT_DIRECTORY / service).read_text(encoding="utf-8").split(marker, 1)[1]
+        for service in SERVICES
+    }
+    assert len(set(tails.values())) == 1, "the [Service] settings after the marker differ"
+
+
+def test_prices_services_run_after_symbols():
+    assert "wombat-collect-symbols.service" in " ".join(
+        values(UNIT_DIRECTORY / "wombat-collect-prices.service", "Unit", "After"))
+    upbit_after = " ".join(
+        values(UNIT_DIRECTORY / "wombat-collect-prices-upbit.service", "Unit", "After")).split()
+    assert {"wombat-collect-symbols.service", "wombat-collect-prices.service"} <= set(upbit_after)
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize("unit", SERVICES + TIMERS)
+def test_unit_passes_systemd_analyze_verify(unit, tmp_path):
+    true = shutil.which("true")
+    for path in UNIT_DIRECTORY.iterdir():
+        text = path.read_text(encoding="utf-8").replace(EXECUTABLE, true)
+        (tmp_path / path.name).write_text(text, encoding="utf-8")
+    result = run([SYSTEMD_ANALYZE, "verify", f"./{unit}"], cwd=tmp_path)
+    # verify exits 0 on unknown keys and bad values too; it only warns.
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_security_score_is_at_most_threshold(service):
+    assert security_score(UNIT_DIRECTORY / service) <= SECURITY_THRESHOLD
+
+
+@pytest.mark.parametrize("stem", sorted(JOBS))
+def test_timer_runs_its_service_persistently_and_precisely(stem):
+    path = UNIT_DIRECTORY / f"{stem}.timer"
+    _, korean_time, _ = JOBS[stem]
+    assert values(path, "Timer", "OnCalendar") == [f"*-*-* {korean_time}:00 Asia/Seoul"]
+    assert values(path, "Timer", "Persistent") == ["true"]
+    assert values(path, "Timer", "AccuracySec") == ["1s"]
+    assert values(path, "Timer", "Unit") == []  # defaults to the service of the same name
+    assert values(path, "Install", "WantedBy") == ["timers.target"]
+
+
+def test_timer_random_delay_keeps_symbols_ahead_of_prices():
+    def seconds(text):
+        match = re.fullmatch(r"(\d+)s", text)
+        assert match, f"RandomizedDelaySec={text}: write it in seconds"
+        return int(match.group(1))
+
+    delays = {stem: seconds(values(UNIT_DIRECTORY / f"{stem}.timer", "Timer",
+                                   "RandomizedDelaySec")[0]) for stem in JOBS}
+    # symbols fires within [00:00, 00:00 + delay] and prices from 00:02 on:
+    # a delay under the 2-minute gap keeps symbols first (under a minute, to
+    # leave it time to finish its quick run).
+    assert all(0 < delay < 60 for delay in delays.values()), delays
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize("host_zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+@pytest.mark.parametrize("stem", sorted(JOBS))
+def test_timer_calendar_fires_at_utc_time_of_day(stem, host_zone):
+    _, _, utc_time = JOBS[stem]
+    expression = values(UNIT_DIRECTORY / f"{stem}.timer", "Timer", "OnCalendar")[0]
+    first, second = utc_elapses(expression, host_zone)
+    assert first.strftime("%H:%M:%S") == f"{utc_time}:00"
+    assert second - first == timedelta(days=1)
+
+
+# --- crontab -------------------------------------------------------------
+
+def test_crontab_file_is_usable_in_cron_d():
+    # Debian's cron ignores /etc/cron.d files whose names contain a dot;
+    # cron drops a last line without a newline.
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", CRONTAB.name)
+    assert CRONTAB.read_text(encoding="utf-8").endswith("\n")
+
+
+def test_crontab_sets_shell_path_mail_and_configuration():
+    environment, _ = parse_crontab(CRONTAB)
+    assert environment["SHELL"] == "/bin/sh"
+    assert {"/usr/bin", "/bin"} <= set(environment["PATH"].split(":"))
+    assert environment["MAILTO"]
+    assert environment["WOMBAT_ENV_FILE"] == "/etc/wombat-collect/wombat-collect.env"
+    assert environment["WOMBAT_STATE_DIR"] == "/var/lib/wombat-collect"
+    # CRON_TZ would work on cronie only and silently not on Debian.
+    assert "CRON_TZ" not in environment
+
+
+def test_crontab_has_one_line_per_job():
+    _, jobs = parse_crontab(CRONTAB)
+    assert sorted(job_stem(job) for job in jobs) == sorted(JOBS)
+
+
+def test_crontab_lines_run_as_wombat_and_discard_only_stdout():
+    _, jobs = parse_crontab(CRONTAB)
+    for job in jobs:
+        assert job["user"] == "wombat"
+        assert job["command"].endswith(" >/dev/null"), job["command"]
+        assert "2>" not in job["command"] and "&>" not in job["command"], job["command"]
+
+
+@pytest.mark.parametrize("utc_day", UTC_DAYS)
+@pytest.mark.parametrize("host_zone", HOST_ZONES)
+def test_crontab_fires_once_at_korean_time_on_any_host_zone(host_zone, utc_day):
+    _, jobs = parse_crontab(CRONTAB)
+    for job in jobs:
+        _, korean_time, utc_time = JOBS[job_stem(job)]
+        assert guard_of(job) == ("Asia/Seoul", korean_time)
+        assert simulated_firings(job, host_zone, utc_day) == {utc_time}, job["command"]
+
+
+def test_crontab_simulation_catches_a_wrong_schedule():
+    # The same guard behind an hourly "0" minute never fires at 00:02 KST.
+    job = {"minute": "0", "hour": "*", "day": "*", "month": "*", "weekday": "*", "user": "wombat",
+           "command": '[ "$(TZ=Asia/Seoul date +\\%H:\\%M)" = 00:02 ] && true >/dev/null'}
+    assert simulated_firings(job, "UTC", "2025-01-15") == set()
+    # An hourly job with an hour-only guard runs half an hour late on an Indian host.
+    job["command"] = job["command"].replace("00:02", "00:00")
+    assert simulated_firings(job, "UTC", "2025-01-15") == {"15:00"}
+    assert simulated_firings(job, "Asia/Kolkata", "2025-01-15") == set()
+
+
+def make_stub_bin(directory):
+    """Create a `date` that reports $FAKE_EPOCH and a stub CLI that logs its arguments."""
+    real_date = shutil.which("date")
+    probe = run([real_date, "-d", "@0", "+%H:%M"], env={**os.environ, "TZ": "Asia/Seoul"})
+    if probe.stdout.strip() != "09:00":
+        pytest.skip("date does not understand -d @EPOCH (needs GNU date)")
+    directory.mkdir()
+    (directory / "date").write_text(f'#!/bin/sh\nexec {real_date} -d "@$FAKE_EPOCH" "$@"\n')
+    (directory / "wombat-collect").write_text(
+        '#!/bin/sh\necho "$FAKE_EPOCH $*" >> "$STUB_LOG"\n'
+        'echo "INFO collected"\necho "WARNING 1 symbol failed" >&2\n'
+    )
+    for path in directory.iterdir():
+        path.chmod(0o755)
+
+
+def test_crontab_commands_fire_in_a_real_shell(tmp_path):
+    environment, jobs = parse_crontab(CRONTAB)
+    stub_bin = tmp_path / "bin"
+    make_stub_bin(stub_bin)
+    log = tmp_path / "runs.log"
+    for job in jobs:
+        command = cron_command_for_shell(job["command"]).replace(
+            EXECUTABLE, str(stub_bin / "wombat-collect"))
+        for moment in utc_minutes_of_day("2025-01-15"):
+            if not cron_matches(job, moment):  # the host is on UTC
+                continue
+            env = {"PATH": f"{stub_bin}:{environment['PATH']}", "STUB_LOG": str(log),
+                   "FAKE_EPOCH": str(int(moment.timestamp()) + 10)}
+            result = run([environment["SHELL"], "-c", command], env=env)
+            # Cron mails any output: stdout must be gone, stderr must stay.
+            assert result.stdout == ""
+            fired = result.stderr == "WARNING 1 symbol failed\n"
+            assert fired or result.stderr == "", result.stderr
+    runs = sorted(log.read_text().splitlines())
+    assert [(datetime.fromtimestamp(int(line.split()[0]), timezone.utc).strftime("%H:%M"),
+             line.split(None, 1)[1]) for line in runs] == [
+        ("00:05", "prices --exchange upbit"),
+        ("15:00", "symbols --exchange all"),
+        ("15:02", "prices --exchange all"),
+    ]
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime is not installed")
+@pytest.mark.parametrize("utc_time, fires", [("15:00:20", True), ("15:15:20", False),
+                                             ("00:00:20", False)])
+def test_crontab_symbols_guard_under_faketime(utc_time, fires):
+    _, jobs = parse_crontab(CRONTAB)
+    job = next(job for job in jobs if job_stem(job) == "wombat-collect-symbols")
+    guard = cron_command_for_shell(job["command"]).split(" && ", 1)[0]
+    day = datetime.now(timezone.utc).date() + timedelta(days=2)
+    target = datetime.fromisoformat(f"{day}T{utc_time}+00:00")
+    # A relative offset: libfaketime reads absolute times in each process's TZ,
+    # and the guard runs date with TZ=Asia/Seoul.
+    offset = int(target.timestamp() - datetime.now(timezone.utc).timestamp())
+    result = run(["faketime", "-f", f"{offset:+d}s", "/bin/sh", "-c", f"{guard} && echo fired"])
+    assert (result.stdout == "fired\n") is fires, result.stdout + result.stderr
