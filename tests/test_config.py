@@ -1,0 +1,87 @@
+"""Settings from the environment and .env files."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from wombat_collect.config import (
+    DEFAULT_KIS_REAL_URL, DEFAULT_KIS_VIRTUAL_URL, database_url, load_settings, mask_dsn, read_environment,
+)
+from wombat_collect.errors import ConfigError
+
+
+def test_read_environment_real_environment_wins_over_file(tmp_path):
+    env_file = tmp_path / "wombat.env"
+    env_file.write_text("UPBIT_RATE_LIMIT=5\nWOMBAT_WORKERS=3\n")
+    merged = read_environment(str(env_file), environ={"UPBIT_RATE_LIMIT": "7"})
+    assert merged["UPBIT_RATE_LIMIT"] == "7"
+    assert merged["WOMBAT_WORKERS"] == "3"
+
+
+def test_read_environment_uses_wombat_env_file(tmp_path):
+    env_file = tmp_path / "other.env"
+    env_file.write_text("WOMBAT_WORKERS=4\n")
+    assert read_environment(None, environ={"WOMBAT_ENV_FILE": str(env_file)})["WOMBAT_WORKERS"] == "4"
+
+
+def test_read_environment_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read env file .*missing.env: No such file or directory"):
+        read_environment(str(tmp_path / "missing.env"), environ={})
+
+
+def test_database_url_prefers_database_url():
+    variables = {"DATABASE_URL": "postgresql://a@h1/db1", "POSTGRES_SERVER": "h2"}
+    assert database_url(variables) == "postgresql://a@h1/db1"
+
+
+def test_database_url_builds_from_postgres_variables():
+    dsn = database_url({"POSTGRES_SERVER": "db.internal", "POSTGRES_DB": "wombat", "POSTGRES_USER": "w",
+                        "POSTGRES_PASSWORD": "s3cret pw"})
+    assert dsn == "host=db.internal port=5432 dbname=wombat user=w password='s3cret pw'"
+
+
+def test_database_url_none_means_embedded():
+    assert database_url({"DATABASE_URL": "  "}) is None
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"POSTGRES_SERVER": "h", "POSTGRES_PORT": "54x"}, "POSTGRES_PORT must be a whole number, not '54x'"),
+    ({"POSTGRES_SERVER": "h", "POSTGRES_PORT": "70000"}, "POSTGRES_PORT must be between 1 and 65535, not 70000"),
+    ({"DATABASE_URL": "postgresql://u:pw@[::1/x"}, "DATABASE_URL is not a valid libpq connection URI"),
+])
+def test_database_url_bad_values_name_the_variable(variables, message):
+    with pytest.raises(ConfigError) as raised:
+        database_url(variables)
+    assert str(raised.value) == message
+    assert "pw" not in str(raised.value)
+
+
+def test_mask_dsn_hides_the_password():
+    assert mask_dsn("postgresql://wombat:hunter2@db.internal:6432/market") == "wombat@db.internal:6432/market"
+    assert "hunter2" not in mask_dsn("host=x password=hunter2 dbname=y")
+
+
+def test_load_settings_kis_env_virtual_changes_defaults():
+    settings = load_settings({"KIS_ENV": "virtual"})
+    assert (settings.kis_api_url, settings.kis_rate_limit) == (DEFAULT_KIS_VIRTUAL_URL, 1.0)
+    settings = load_settings({})
+    assert (settings.kis_api_url, settings.kis_rate_limit) == (DEFAULT_KIS_REAL_URL, 18.0)
+
+
+def test_load_settings_repr_hides_secrets():
+    settings = load_settings({"KIS_APP_KEY": "PSkey123", "KIS_APP_SECRET": "topsecret",
+                              "DATABASE_URL": "postgresql://u:pw123@h/d"})
+    assert "PSkey123" not in repr(settings) and "topsecret" not in repr(settings) and "pw123" not in repr(settings)
+
+
+@pytest.mark.parametrize("name, value", [("KIS_ADJUSTED", "maybe"), ("KIS_ENV", "paper"),
+                                         ("WOMBAT_BACKFILL_DAYS", "-1"), ("WOMBAT_HTTP_TIMEOUT", "abc")])
+def test_load_settings_rejects_bad_values(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})
+
+
+def test_load_settings_state_dir_follows_systemd():
+    settings = load_settings({"STATE_DIRECTORY": "/var/lib/wombat-collect:/var/lib/other"})
+    assert settings.state_dir == Path("/var/lib/wombat-collect")

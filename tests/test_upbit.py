@@ -1,0 +1,128 @@
+"""The Upbit collector against the fake Upbit on loopback."""
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from tests.fakes.upbit_server import make_upbit_candles, make_upbit_markets
+from wombat_collect.collectors import upbit
+from wombat_collect.config import load_settings
+from wombat_collect.errors import ExchangeBlocked, ExchangeError, SymbolNotFound
+from wombat_collect.http import USER_AGENT
+from wombat_collect.records import Candle, RejectedCandle
+
+
+@pytest.fixture
+def client(fake_upbit):
+    return upbit.open_client(load_settings({"UPBIT_API_URL": fake_upbit.url, "UPBIT_RATE_LIMIT": "1000",
+                                            "WOMBAT_HTTP_TIMEOUT": "3"}))
+
+
+def test_fetch_symbols_maps_every_quote_market(fake_upbit, client):
+    fake_upbit.set_markets(make_upbit_markets(6))
+    records = sorted(upbit.fetch_symbols(client), key=lambda record: record.symbol)
+    assert [(r.symbol, r.base_asset, r.quote_asset, r.market) for r in records] == [
+        ("C001/KRW", "C001", "KRW", "KRW"), ("C002/BTC", "C002", "BTC", "BTC"), ("C003/USDT", "C003", "USDT", "USDT"),
+        ("C004/KRW", "C004", "KRW", "KRW"), ("C005/BTC", "C005", "BTC", "BTC"), ("C006/USDT", "C006", "USDT", "USDT"),
+    ]
+    request = fake_upbit.requests[-1]
+    assert request.query == {"is_details": "true"}
+    assert request.headers.get("user-agent") == USER_AGENT
+    assert "origin" not in request.headers
+
+
+def test_fetch_symbols_rejects_a_malformed_listing(fake_upbit, client):
+    fake_upbit.set_markets([{"market": "KRWBTC"}])
+    with pytest.raises(ExchangeError, match="malformed market row"):
+        list(upbit.fetch_symbols(client))
+
+
+def test_fetch_daily_candles_pages_back_to_the_start(fake_upbit, client):
+    rows = make_upbit_candles("KRW-BTC", date(2024, 1, 1), date(2025, 6, 30), gap_every=5)
+    fake_upbit.set_candles("KRW-BTC", rows)
+    candles = list(upbit.fetch_daily_candles(client, "BTC/KRW", date(2024, 3, 1)))
+    wanted = [row for row in rows if row["candle_date_time_utc"] >= "2024-03-01"]
+    assert [c.timestamp for c in candles] == [
+        datetime.fromisoformat(row["candle_date_time_utc"]).replace(tzinfo=timezone.utc) for row in reversed(wanted)]
+    assert candles[0].close == wanted[-1]["trade_price"] and isinstance(candles[0].close, Decimal)
+    pages = [request.query for request in fake_upbit.requests if request.path == "/v1/candles/days"]
+    assert pages[0] == {"market": "KRW-BTC", "count": "200"}
+    assert pages[1] == {"market": "KRW-BTC", "count": "200", "to": f"{candles[199].timestamp:%Y-%m-%dT%H:%M:%SZ}"}
+    assert len(pages) == 2
+
+
+def test_fetch_daily_candles_without_start_reads_all_history(fake_upbit, client):
+    rows = make_upbit_candles("KRW-BTC", date(2024, 1, 1), date(2024, 12, 31))
+    fake_upbit.set_candles("KRW-BTC", rows)
+    candles = list(upbit.fetch_daily_candles(client, "BTC/KRW"))
+    assert len(candles) == len(rows) == 366
+
+
+def test_fetch_daily_candles_unknown_code_raises_symbol_not_found(fake_upbit, client):
+    with pytest.raises(SymbolNotFound, match="Code not found"):
+        list(upbit.fetch_daily_candles(client, "NOPE/KRW", date(2025, 1, 1)))
+
+
+def test_fetch_daily_candles_stuck_cursor_raises(fake_upbit, client):
+    fake_upbit.set_candles("KRW-BTC", make_upbit_candles("KRW-BTC", date(2024, 1, 1), date(2025, 6, 30)))
+    fake_upbit.inject("stuck_cursor", count=10)
+    with pytest.raises(ExchangeError, match="did not move back"):
+        list(upbit.fetch_daily_candles(client, "BTC/KRW", date(2024, 1, 1)))
+
+
+def test_fetch_daily_candles_blocked_raises_at_once(fake_upbit, client):
+    fake_upbit.set_blocked(True)
+    with pytest.raises(ExchangeBlocked, match="418"):
+        list(upbit.fetch_daily_candles(client, "BTC/KRW", date(2025, 1, 1)))
+    assert fake_upbit.count() == 1
+
+
+def test_fetch_daily_candles_client_error_is_not_retried(fake_upbit, client):
+    with pytest.raises(ExchangeError, match="HTTP 400"):
+        list(client.request_json("GET", "/v1/candles/days", "candles", params={"count": "1"}))
+    assert fake_upbit.count() == 1
+
+
+def test_fetch_daily_candles_retries_429_then_succeeds(client):
+    from tests.fakes.upbit_server import FakeUpbit
+
+    rows = make_upbit_candles("KRW-BTC", date(2023, 1, 1), date(2025, 6, 30))
+    with FakeUpbit(candles={"KRW-BTC": rows}, rate_limit=2) as strict:
+        client.base_url = strict.url
+        candles = list(upbit.fetch_daily_candles(client, "BTC/KRW", date(2023, 1, 1)))
+        assert strict.count(status=429) >= 1
+    assert len(candles) == len(rows)
+    assert client.counters["throttled"] == strict.count(status=429)
+
+
+def test_fetch_daily_candles_gives_up_after_bounded_server_errors(fake_upbit, client):
+    fake_upbit.set_candles("KRW-BTC", make_upbit_candles("KRW-BTC", date(2025, 6, 1), date(2025, 6, 30)))
+    fake_upbit.inject("500", count=50)
+    with pytest.raises(ExchangeError, match="gave up after retries"):
+        list(upbit.fetch_daily_candles(client, "BTC/KRW", date(2025, 6, 1)))
+    assert fake_upbit.count() == 5
+
+
+def test_parse_candle_rejects_non_numbers():
+    row = {"candle_date_time_utc": "2025-07-01T00:00:00", "opening_price": "abc", "high_price": 1,
+           "low_price": 1, "trade_price": 1, "candle_acc_trade_volume": 1, "candle_acc_trade_price": 1}
+    assert upbit.parse_candle(row) == RejectedCandle("2025-07-01: opening_price is not a number: 'abc'")
+
+
+def test_parse_candle_reads_utc_and_decimals():
+    row = {"candle_date_time_utc": "2025-07-01T00:00:00", "opening_price": Decimal("0.00001234"), "high_price": 2,
+           "low_price": 1, "trade_price": 1, "candle_acc_trade_volume": Decimal("5.5"),
+           "candle_acc_trade_price": Decimal("242634976840.02426000")}
+    assert upbit.parse_candle(row) == Candle(datetime(2025, 7, 1, tzinfo=timezone.utc), Decimal("0.00001234"),
+                                             Decimal(2), Decimal(1), Decimal(1), Decimal("5.5"),
+                                             Decimal("242634976840.02426000"))
+
+
+def test_remaining_requests_reads_sec():
+    assert upbit.remaining_requests({"Remaining-Req": "group=candles; min=600; sec=9"}) == 9
+    assert upbit.remaining_requests({}) is None
+
+
+def test_candle_closes_at_next_utc_midnight():
+    assert upbit.candle_closes_at(datetime(2025, 7, 1, tzinfo=timezone.utc)) == datetime(2025, 7, 2, tzinfo=timezone.utc)
