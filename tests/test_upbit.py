@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.fakes.upbit_server import make_upbit_candles, make_upbit_markets
+from tests.fakes.upbit_server import FakeUpbit, make_upbit_candles, make_upbit_markets
 from wombat_collect.collectors import upbit
 from wombat_collect.config import load_settings
 from wombat_collect.errors import ExchangeBlocked, ExchangeError, SymbolNotFound
@@ -84,10 +84,18 @@ def test_fetch_daily_candles_client_error_is_not_retried(fake_upbit, client):
     assert fake_upbit.count() == 1
 
 
-def test_fetch_daily_candles_retries_429_then_succeeds(client):
-    from tests.fakes.upbit_server import FakeUpbit
-
+def test_fetch_daily_candles_slows_down_on_remaining_req_before_429(client):
     rows = make_upbit_candles("KRW-BTC", date(2023, 1, 1), date(2025, 6, 30))
+    with FakeUpbit(candles={"KRW-BTC": rows}, rate_limit=2) as strict:
+        client.base_url = strict.url
+        candles = list(upbit.fetch_daily_candles(client, "BTC/KRW", date(2023, 1, 1)))
+        assert strict.count(status=429) == 0
+    assert len(candles) == len(rows)
+
+
+def test_fetch_daily_candles_retries_429_then_succeeds(client):
+    rows = make_upbit_candles("KRW-BTC", date(2023, 1, 1), date(2025, 6, 30))
+    client.remaining_of = None  # ignore Remaining-Req, so the server's 429 is what stops us
     with FakeUpbit(candles={"KRW-BTC": rows}, rate_limit=2) as strict:
         client.base_url = strict.url
         candles = list(upbit.fetch_daily_candles(client, "BTC/KRW", date(2023, 1, 1)))

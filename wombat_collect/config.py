@@ -18,6 +18,7 @@ DEFAULT_KIS_MASTER_URL = "https://new.real.download.dws.co.kr/common/master"
 DEFAULT_KIS_RATE_REAL = 18.0
 DEFAULT_KIS_RATE_VIRTUAL = 1.0
 DEFAULT_UPBIT_RATE = 10.0
+DEFAULT_KIS_TOKEN_RETRY_WAIT = 61.0  # seconds before retrying a throttled token issuance (EGW00133)
 DEFAULT_BACKFILL_DAYS = 365
 DEFAULT_WORKERS = 8
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -46,6 +47,7 @@ class Settings:
     metrics_dir: Path | None
     ping_url: str | None = field(repr=False)
     sentry_dsn: str | None = field(repr=False)
+    kis_token_retry_wait: float = DEFAULT_KIS_TOKEN_RETRY_WAIT
 
 
 def read_environment(env_file=None, environ=None):
@@ -99,6 +101,7 @@ def load_settings(variables):
         metrics_dir=_path(variables, "WOMBAT_METRICS_DIR", None),
         ping_url=_url(variables, "WOMBAT_PING_URL", None),
         sentry_dsn=(variables.get("SENTRY_DSN") or "").strip() or None,
+        kis_token_retry_wait=_number(variables, "KIS_TOKEN_RETRY_WAIT", DEFAULT_KIS_TOKEN_RETRY_WAIT, 0, 600),
     )
 
 
