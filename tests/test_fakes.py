@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -104,7 +103,9 @@ def kis_headers(fake: FakeKis, token: str, **overrides: str) -> dict[str, str]:
     return {name: value for name, value in headers.items() if value is not None}
 
 
-def price_params(code: str = "005930", start: str = "20240101", end: str = "20250630", adjusted: bool = True) -> dict[str, str]:
+def price_params(
+    code: str = "005930", start: str = "20240101", end: str = "20250630", adjusted: bool = True
+) -> dict[str, str]:
     """Return query params for a daily price request."""
     return {
         "FID_COND_MRKT_DIV_CODE": "J",
@@ -219,7 +220,9 @@ def test_candles_days_cuts_count_and_defaults_to_one(upbit):
 def test_candles_days_answers_errors_like_upbit(upbit):
     missing = get_candles(upbit, count=1)
     assert missing.status_code == 400
-    assert missing.json() == {"error": {"name": 400, "message": "Missing request parameter error. Check the required parameters!"}}
+    assert missing.json() == {
+        "error": {"name": 400, "message": "Missing request parameter error. Check the required parameters!"}
+    }
     unknown = get_candles(upbit, market="KRW-NOPE")
     assert (unknown.status_code, unknown.json()) == (404, {"error": {"name": 404, "message": "Code not found"}})
     before_listing = get_candles(upbit, market="BTC-ETH", to="2025-01-01T00:00:00Z")
@@ -252,7 +255,12 @@ def test_make_upbit_candles_gives_valid_days_with_gaps_and_late_timestamps():
         assert row["low_price"] <= min(row["opening_price"], row["trade_price"])
         assert row["high_price"] >= max(row["opening_price"], row["trade_price"])
         assert row["low_price"] > 0 and -row["candle_acc_trade_volume"].as_tuple().exponent <= 8
-    late = [row for row in candles if row["timestamp"] >= (utc(row["candle_date_time_utc"]).replace(tzinfo=timezone.utc) + timedelta(days=1)).timestamp() * 1000]
+    late = [
+        row
+        for row in candles
+        if row["timestamp"]
+        >= (utc(row["candle_date_time_utc"]).replace(tzinfo=timezone.utc) + timedelta(days=1)).timestamp() * 1000
+    ]
     assert 0.15 < len(late) / len(candles) < 0.45
     assert any(row["change_price"] is None and row["change_rate"] == 0 for row in candles)
     assert any(row["candle_acc_trade_price"] > Decimal("1e11") for row in candles[1:])
@@ -372,7 +380,10 @@ def test_inject_timeout_outlasts_the_client_timeout(upbit):
 def test_inject_stuck_cursor_ignores_to_and_match_filters(upbit):
     upbit.inject("stuck_cursor", count=2, match=lambda request: request.query.get("market") == "KRW-BTC")
     other = get_candles(upbit, market="BTC-ETH", count=1, to="2025-06-10T00:00:00Z").json()
-    stuck = [get_candles(upbit, market="KRW-BTC", count=3, to=to).json() for to in ("2025-01-01T00:00:00Z", "2024-06-01T00:00:00Z")]
+    stuck = [
+        get_candles(upbit, market="KRW-BTC", count=3, to=to).json()
+        for to in ("2025-01-01T00:00:00Z", "2024-06-01T00:00:00Z")
+    ]
     moved = get_candles(upbit, market="KRW-BTC", count=3, to="2024-06-01T00:00:00Z").json()
     assert other[0]["candle_date_time_utc"] == "2025-06-09T00:00:00"
     assert stuck[0] == stuck[1] and stuck[0][0]["candle_date_time_utc"] == "2025-06-30T00:00:00"
@@ -405,7 +416,10 @@ def test_token_issue_is_throttled_per_minute(kis, clock):
     clock.advance(1)
     later = issue_token(kis)
     assert throttled.status_code == 403
-    assert throttled.json() == {"error_code": "EGW00133", "error_description": "접근토큰 발급 잠시 후 다시 시도하세요(1분당 1회)"}
+    assert throttled.json() == {
+        "error_code": "EGW00133",
+        "error_description": "접근토큰 발급 잠시 후 다시 시도하세요(1분당 1회)",
+    }
     assert later.status_code == 200 and later.json()["access_token"] != first.json()["access_token"]
     assert kis.tokens_issued == 2
 
@@ -515,7 +529,11 @@ def test_prices_rate_limit_answers_egw00201(clock):
         burst_seconds = time.monotonic() - start
     codes = [answer.json()["msg_cd"] for answer in answers]
     limited = answers[codes.index("EGW00201")]
-    assert limited.status_code == 500 and limited.json() == {"rt_cd": "1", "msg_cd": "EGW00201", "msg1": "초당 거래건수를 초과하였습니다."}
+    assert limited.status_code == 500 and limited.json() == {
+        "rt_cd": "1",
+        "msg_cd": "EGW00201",
+        "msg1": "초당 거래건수를 초과하였습니다.",
+    }
     if burst_seconds < 0.9:
         assert codes.count("MCA00000") == 18
 
@@ -539,8 +557,13 @@ def test_apply_split_changes_only_the_adjusted_series(kis):
     token = issue_token(kis).json()["access_token"]
     original_before = get_prices(kis, token, start="20250610", end="20250613", adjusted=False).json()["output2"]
     kis.apply_split("005930", date(2025, 6, 12), 50)
-    adjusted = {row["stck_bsop_date"]: row for row in get_prices(kis, token, start="20250610", end="20250613").json()["output2"]}
-    original = {row["stck_bsop_date"]: row for row in get_prices(kis, token, start="20250610", end="20250613", adjusted=False).json()["output2"]}
+    adjusted = {
+        row["stck_bsop_date"]: row for row in get_prices(kis, token, start="20250610", end="20250613").json()["output2"]
+    }
+    original = {
+        row["stck_bsop_date"]: row
+        for row in get_prices(kis, token, start="20250610", end="20250613", adjusted=False).json()["output2"]
+    }
     before = {row["stck_bsop_date"]: row for row in original_before}
     assert int(adjusted["20250611"]["stck_clpr"]) == round(int(before["20250611"]["stck_clpr"]) / 50)
     assert int(adjusted["20250611"]["acml_vol"]) == int(before["20250611"]["acml_vol"]) * 50
@@ -569,13 +592,51 @@ def test_make_kis_rows_gives_weekdays_with_valid_integer_ohlc():
     rows = make_kis_rows("000660", date(2025, 1, 1), date(2025, 3, 31), seed=1, holidays={date(2025, 1, 28)})
     days = [datetime.strptime(row["stck_bsop_date"], "%Y%m%d").date() for row in rows]
     assert all(day.weekday() < 5 for day in days) and date(2025, 1, 28) not in days
-    for previous, row in zip(rows, rows[1:]):
+    for previous, row in zip(rows, rows[1:], strict=False):
         low, high = int(row["stck_lwpr"]), int(row["stck_hgpr"])
-        assert low <= min(int(row["stck_oprc"]), int(row["stck_clpr"])) <= max(int(row["stck_oprc"]), int(row["stck_clpr"])) <= high
+        assert (
+            low
+            <= min(int(row["stck_oprc"]), int(row["stck_clpr"]))
+            <= max(int(row["stck_oprc"]), int(row["stck_clpr"]))
+            <= high
+        )
         assert int(row["prdy_vrss"]) == int(row["stck_clpr"]) - int(previous["stck_clpr"])
 
 
 # =========================================================================== kis master files
+
+
+KOSPI_REFERENCE_WIDTHS = (
+    "2,1,4,4,4, 1,1,1,1,1, 1,1,1,1,1, 1,1,1,1,1, 1,1,1,1,1, 1,1,1,1,1, 1,9,5,5,1, 1,1,2,1,1, 1,2,2,2,3, "
+    "1,3,12,12,8, 15,21,2,7,1, 1,1,1,1,9, 9,9,5,9,8, 9,3,1,1,1"
+)
+KOSDAQ_REFERENCE_WIDTHS = (
+    "2,1, 4,4,4,1,1, 1,1,1,1,1, 1,1,1,1,1, 1,1,1,1,1, 1,1,1,1,9, 5,5,1,1,1, 2,1,1,1,2, 2,2,3,1,3, "
+    "12,12,8,15,21, 2,7,1,1,1, 1,9,9,9,5, 9,8,9,3,1, 1,1"
+)
+
+
+@pytest.mark.parametrize(
+    ("market", "widths", "offsets"),
+    [
+        (
+            "kospi",
+            KOSPI_REFERENCE_WIDTHS,
+            {"그룹코드": 61, "거래정지": 121, "정리매매": 122, "관리종목": 123, "상장일자": 166},
+        ),
+        (
+            "kosdaq",
+            KOSDAQ_REFERENCE_WIDTHS,
+            {"그룹코드": 61, "거래정지": 116, "정리매매": 117, "관리종목": 118, "상장일자": 161},
+        ),
+    ],
+)
+def test_master_field_slices_match_reference_layout(market, widths, offsets):
+    slices = master_field_slices(market)
+    tail = list(slices.values())[3:]
+    assert [part.stop - part.start for part in tail] == [int(width) for width in widths.split(",")]
+    assert {name: slices[name].start for name in offsets} == offsets
+    assert slices["상장주수"].start == offsets["상장일자"] + 8
 
 
 def test_master_answers_404_until_set(kis):
@@ -589,7 +650,9 @@ def test_master_answers_404_until_set(kis):
 def test_build_master_zip_rows_parse_back(kis, market):
     long_name = "A" + "가" * 25  # 51 bytes: the cut at byte 40 splits a character
     rows = [
-        build_master_row(market, "005930", "KR7005930003", "삼성전자", "ST", trading_halt=True, listing_date="19750611"),
+        build_master_row(
+            market, "005930", "KR7005930003", "삼성전자", "ST", trading_halt=True, listing_date="19750611"
+        ),
         build_master_row(market, "F70101786", "KRF701017860", long_name, "BC"),
         build_master_row(market, "00680K", "KR700680K003", "미래에셋증권2우B", "ST", length_override=100),
     ]
@@ -603,7 +666,11 @@ def test_build_master_zip_rows_parse_back(kis, market):
     assert len(good) == len(cut) == {"kospi": 288, "kosdaq": 282, "konex": 245}[market] and len(bad) == 100
     assert good[fields["단축코드"]].decode().strip() == "005930" and good[fields["표준코드"]] == b"KR7005930003"
     assert good[fields["한글명"]].decode("cp949").strip() == "삼성전자"
-    assert good[fields["그룹코드"]] == b"ST" and good[fields["거래정지"]] == b"Y" and good[fields["상장일자"]] == b"19750611"
+    assert (
+        good[fields["그룹코드"]] == b"ST"
+        and good[fields["거래정지"]] == b"Y"
+        and good[fields["상장일자"]] == b"19750611"
+    )
     assert cut[fields["단축코드"]] == b"F70101786" and cut[fields["그룹코드"]] == b"BC"
     with pytest.raises(UnicodeDecodeError):
         cut[fields["한글명"]].decode("cp949")

@@ -366,6 +366,8 @@ def test_crontab_simulation_catches_a_wrong_schedule():
 def make_stub_bin(directory):
     """Create a `date` that reports $FAKE_EPOCH and a stub CLI that logs its arguments."""
     real_date = shutil.which("date")
+    if real_date is None:
+        pytest.skip("no date command")
     probe = run([real_date, "-d", "@0", "+%H:%M"], env={**os.environ, "TZ": "Asia/Seoul"})
     if probe.stdout.strip() != "09:00":
         pytest.skip("date does not understand -d @EPOCH (needs GNU date)")

@@ -40,16 +40,19 @@ import sys
 import threading
 import time
 import traceback
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import timedelta, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Hashable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
 HOST = "127.0.0.1"
+KST = timezone(timedelta(hours=9), "KST")  # Asia/Seoul has had no DST since 1988
 REQUEST_QUEUE_SIZE = 128
-SERVE_POLL_INTERVAL_SECONDS = 0.05
+SERVE_POLL_INTERVAL_SECONDS = 0.01
 STOP_JOIN_TIMEOUT_SECONDS = 5.0
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
@@ -109,6 +112,12 @@ def dumps_with_decimals(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(dumps_with_decimals(item) for item in value) + "]"
     return compact_dumps(value)
+
+
+def stable_seed(seed: int, text: str) -> int:
+    """Given a seed and a text (a market or stock code), return a random seed for that pair
+    that does not depend on PYTHONHASHSEED."""
+    return seed * 1_000_003 + zlib.crc32(text.encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- requests / responses
@@ -192,7 +201,9 @@ class RequestLog:
 
     def open(self, request: Request) -> RequestRecord:
         """Given an arriving request, append and return its record (status still None)."""
-        record = RequestRecord(request.method, request.path, dict(request.query), dict(request.headers), time.monotonic())
+        record = RequestRecord(
+            request.method, request.path, dict(request.query), dict(request.headers), time.monotonic()
+        )
         with self._lock:
             self._records.append(record)
         return record

@@ -37,7 +37,6 @@ import random
 import secrets
 import threading
 import zipfile
-import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -45,12 +44,14 @@ from typing import Any, Callable, Iterable
 
 from tests.fakes.common import (
     HTML_CONTENT_TYPE,
+    KST,
     Admission,
     FakeService,
     Request,
     Response,
     SlidingWindowLimiter,
     json_response,
+    stable_seed,
 )
 
 # --------------------------------------------------------------------------- constants
@@ -60,7 +61,6 @@ DEFAULT_APP_SECRET = "fakeappsecret" + "0" * 167
 DEFAULT_RATE_LIMIT = 18
 DEFAULT_TOKEN_THROTTLE_SECONDS = 60
 DEFAULT_TOKEN_LIFETIME_SECONDS = 86400
-KST = timezone(timedelta(hours=9), "KST")
 TOKEN_EXPIRY_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 TOKEN_PATH = "/oauth2/tokenP"
@@ -128,16 +128,105 @@ NAME_WIDTH = 40
 HEAD_WIDTH = SHORT_CODE_WIDTH + STANDARD_CODE_WIDTH + NAME_WIDTH  # 61
 ROW_LENGTHS = {"kospi": 288, "kosdaq": 282, "konex": 245}
 
-_SECTOR_FLAGS = ("KRX자동차", "KRX반도체", "KRX바이오", "KRX은행", "SPAC", "KRX에너지화학", "KRX철강", "단기과열", "KRX미디어통신", "KRX건설")
-_TRADING_FIELDS = ("기준가", "매매수량단위", "시간외수량단위", "거래정지", "정리매매", "관리종목", "시장경고", "경고예고", "불성실공시", "우회상장", "락구분", "액면변경", "증자구분", "증거금비율", "신용가능", "신용기간", "전일거래량", "액면가", "상장일자", "상장주수", "자본금", "결산월", "공모가", "우선주", "공매도과열", "이상급등", "KRX300")
+_SECTOR_FLAGS = (
+    "KRX자동차",
+    "KRX반도체",
+    "KRX바이오",
+    "KRX은행",
+    "SPAC",
+    "KRX에너지화학",
+    "KRX철강",
+    "단기과열",
+    "KRX미디어통신",
+    "KRX건설",
+)
+_TRADING_FIELDS = (
+    "기준가",
+    "매매수량단위",
+    "시간외수량단위",
+    "거래정지",
+    "정리매매",
+    "관리종목",
+    "시장경고",
+    "경고예고",
+    "불성실공시",
+    "우회상장",
+    "락구분",
+    "액면변경",
+    "증자구분",
+    "증거금비율",
+    "신용가능",
+    "신용기간",
+    "전일거래량",
+    "액면가",
+    "상장일자",
+    "상장주수",
+    "자본금",
+    "결산월",
+    "공모가",
+    "우선주",
+    "공매도과열",
+    "이상급등",
+    "KRX300",
+)
 _FINANCIAL_FIELDS = ("매출액", "영업이익", "경상이익", "당기순이익", "ROE", "기준년월", "시가총액")
 _TRADING_WIDTHS = (9, 5, 5, 1, 1, 1, 2, 1, 1, 1, 2, 2, 2, 3, 1, 3, 12, 12, 8, 15, 21, 2, 7, 1, 1, 1, 1)
 _FINANCIAL_WIDTHS = (9, 9, 9, 5, 9, 8, 9)
 _LOAN_FLAGS = ("회사신용한도초과", "담보대출가능", "대주가능")
 
 TAIL_FIELD_NAMES = {
-    "kospi": ("그룹코드", "시가총액규모", "지수업종대분류", "지수업종중분류", "지수업종소분류", "제조업", "저유동성", "지배구조지수종목", "KOSPI200섹터업종", "KOSPI100", "KOSPI50", "KRX", "ETP", "ELW발행", "KRX100", *_SECTOR_FLAGS, "Non1", "KRX증권", "KRX선박", "KRX섹터_보험", "KRX섹터_운송", "SRI", *_TRADING_FIELDS, "KOSPI", *_FINANCIAL_FIELDS, "그룹사코드", *_LOAN_FLAGS),
-    "kosdaq": ("그룹코드", "시가총액규모", "지수업종대분류", "지수업종중분류", "지수업종소분류", "벤처기업", "저유동성", "KRX", "ETP", "KRX100", *_SECTOR_FLAGS, "투자주의환기", "KRX증권", "KRX선박", "KRX섹터_보험", "KRX섹터_운송", "KOSDAQ150", *_TRADING_FIELDS, *_FINANCIAL_FIELDS, "그룹사코드", *_LOAN_FLAGS),
+    "kospi": (
+        "그룹코드",
+        "시가총액규모",
+        "지수업종대분류",
+        "지수업종중분류",
+        "지수업종소분류",
+        "제조업",
+        "저유동성",
+        "지배구조지수종목",
+        "KOSPI200섹터업종",
+        "KOSPI100",
+        "KOSPI50",
+        "KRX",
+        "ETP",
+        "ELW발행",
+        "KRX100",
+        *_SECTOR_FLAGS,
+        "Non1",
+        "KRX증권",
+        "KRX선박",
+        "KRX섹터_보험",
+        "KRX섹터_운송",
+        "SRI",
+        *_TRADING_FIELDS,
+        "KOSPI",
+        *_FINANCIAL_FIELDS,
+        "그룹사코드",
+        *_LOAN_FLAGS,
+    ),
+    "kosdaq": (
+        "그룹코드",
+        "시가총액규모",
+        "지수업종대분류",
+        "지수업종중분류",
+        "지수업종소분류",
+        "벤처기업",
+        "저유동성",
+        "KRX",
+        "ETP",
+        "KRX100",
+        *_SECTOR_FLAGS,
+        "투자주의환기",
+        "KRX증권",
+        "KRX선박",
+        "KRX섹터_보험",
+        "KRX섹터_운송",
+        "KOSDAQ150",
+        *_TRADING_FIELDS,
+        *_FINANCIAL_FIELDS,
+        "그룹사코드",
+        *_LOAN_FLAGS,
+    ),
     "konex": ("그룹코드", *_TRADING_FIELDS, *_FINANCIAL_FIELDS, *_LOAN_FLAGS),
 }
 TAIL_FIELD_WIDTHS = {
@@ -192,8 +281,13 @@ FIELD_ALIASES = {
 }
 
 
+TAIL_LAYOUTS = {
+    market: tuple(zip(TAIL_FIELD_NAMES[market], TAIL_FIELD_WIDTHS[market], strict=True)) for market in MASTER_MARKETS
+}
+
+
 def _check_layouts() -> None:
-    """Check the layout tables against the reference (widths sum to the tail, known offsets)."""
+    """Check the layout tables against the reference: field counts, unique names, row lengths."""
     for market in MASTER_MARKETS:
         names, widths = TAIL_FIELD_NAMES[market], TAIL_FIELD_WIDTHS[market]
         assert len(names) == len(widths) == len(set(names)), market
@@ -215,7 +309,7 @@ def master_field_slices(market: str) -> dict[str, slice]:
         "한글명": slice(SHORT_CODE_WIDTH + STANDARD_CODE_WIDTH, HEAD_WIDTH),
     }
     offset = HEAD_WIDTH
-    for name, width in zip(TAIL_FIELD_NAMES[market], TAIL_FIELD_WIDTHS[market]):
+    for name, width in TAIL_LAYOUTS[market]:
         slices[name] = slice(offset, offset + width)
         offset += width
     return slices
@@ -282,13 +376,12 @@ def build_master_row(
     bytes to make a deliberately bad row. Raise ValueError for values that do not fit.
     """
     _master_market(market)
-    widths = TAIL_FIELD_WIDTHS[market]
     values = _tail_values(market, group_code, fields)
     row = (
         _field_bytes("단축코드", SHORT_CODE_WIDTH, short_code)
         + _field_bytes("표준코드", STANDARD_CODE_WIDTH, standard_code)
         + _name_bytes(name)
-        + b"".join(_field_bytes(field, width, values[field]) for field, width in zip(TAIL_FIELD_NAMES[market], widths))
+        + b"".join(_field_bytes(field, width, values[field]) for field, width in TAIL_LAYOUTS[market])
     )
     assert len(row) == ROW_LENGTHS[market], (market, len(row))
     if length_override is not None:
@@ -373,7 +466,7 @@ def make_kis_rows(
 ) -> list[dict[str, str]]:
     """Given a code and an inclusive date range, return deterministic daily rows, oldest
     first, for weekdays that are not in ``holidays``; prices are whole won on KRX ticks."""
-    rng = random.Random(seed * 1_000_003 + zlib.crc32(code.encode("utf-8")))
+    rng = random.Random(stable_seed(seed, code))
     skipped = set(holidays)
     previous_close = _on_tick(base_price or rng.choice(BASE_PRICES))
     rows = []
@@ -427,11 +520,25 @@ def _output1(code: str, name: str, series: list[dict[str, str]]) -> dict[str, st
     """Given a code, its name and its series oldest first, return the output1 snapshot
     (``stck_prpr`` "0" and zeros when the series is empty, as for an unknown code)."""
     if not series:
-        zero_keys = ("prdy_vrss", "prdy_ctrt", "stck_prdy_clpr", "acml_vol", "acml_tr_pbmn", "stck_prpr", "stck_oprc", "stck_hgpr", "stck_lwpr")
+        zero_keys = (
+            "prdy_vrss",
+            "prdy_ctrt",
+            "stck_prdy_clpr",
+            "acml_vol",
+            "acml_tr_pbmn",
+            "stck_prpr",
+            "stck_oprc",
+            "stck_hgpr",
+            "stck_lwpr",
+        )
         return {"prdy_vrss_sign": "0", "hts_kor_isnm": "", "stck_shrn_iscd": code, **{key: "0" for key in zero_keys}}
     last = series[-1]
     previous_close = Decimal(last["stck_clpr"]) - Decimal(last["prdy_vrss"])
-    rate = (Decimal(last["prdy_vrss"]) * 100 / previous_close).quantize(Decimal("0.01")) if previous_close else Decimal("0.00")
+    rate = (
+        (Decimal(last["prdy_vrss"]) * 100 / previous_close).quantize(Decimal("0.01"))
+        if previous_close
+        else Decimal("0.00")
+    )
     return {
         "prdy_vrss": last["prdy_vrss"],
         "prdy_vrss_sign": last["prdy_vrss_sign"],
@@ -515,7 +622,9 @@ def parse_price_query(query: dict[str, str]) -> PriceQuery:
     for name, is_valid in checks:
         if not is_valid(upper.get(name)):
             raise _Reject(rest_error(200, "OPSQ2001", field=name))
-    return PriceQuery(upper["FID_INPUT_ISCD"], upper["FID_INPUT_DATE_1"], upper["FID_INPUT_DATE_2"], upper["FID_ORG_ADJ_PRC"] == "0")
+    return PriceQuery(
+        upper["FID_INPUT_ISCD"], upper["FID_INPUT_DATE_1"], upper["FID_INPUT_DATE_2"], upper["FID_ORG_ADJ_PRC"] == "0"
+    )
 
 
 def _utc_now() -> datetime:
@@ -588,7 +697,9 @@ class FakeKis(FakeService):
             if name is not None:
                 self._names[code] = name
 
-    def apply_split(self, code: str, on_date: date | str, ratio: int | str | Decimal, flng_cls_code: str = SPLIT_FLNG_CLS_CODE) -> None:
+    def apply_split(
+        self, code: str, on_date: date | str, ratio: int | str | Decimal, flng_cls_code: str = SPLIT_FLNG_CLS_CODE
+    ) -> None:
         """Given a code, the split day (date or YYYYMMDD) and a ratio (e.g. 50 for 1 -> 50
         shares), mark that day's row and adjust the adjusted series. Raise KeyError if the
         code has no row on that day."""
@@ -642,7 +753,7 @@ class FakeKis(FakeService):
         }
         try:
             if request.method == "GET" and request.path.startswith(MASTER_PREFIX):
-                return self._answer_master(request.path[len(MASTER_PREFIX):])
+                return self._answer_master(request.path[len(MASTER_PREFIX) :])
             answer = routes.get((request.method, request.path))
             return answer(request) if answer else rest_error(404, "MCA00124")
         except _Reject as rejection:
@@ -658,7 +769,7 @@ class FakeKis(FakeService):
         if request.path == PRICE_PATH:
             code = {name.upper(): value for name, value in request.query.items()}.get("FID_INPUT_ISCD", "")
             return self._price_answer(code, self.series(code), [])
-        market = request.path[len(MASTER_PREFIX):].split("_", 1)[0]
+        market = request.path[len(MASTER_PREFIX) :].split("_", 1)[0]
         if request.path.startswith(MASTER_PREFIX) and market in MASTER_MARKETS:
             return Response(200, build_master_zip(market, []), "application/zip")
         return json_response(200, {})
@@ -771,7 +882,9 @@ class FakeKis(FakeService):
     def _page(self, window: list[dict[str, str]]) -> list[dict[str, str]]:
         """Given the rows in range oldest first, return the page as answered: newest first,
         at most 100, with duplicates and ``{}`` padding when configured."""
-        page: list[dict[str, str]] = [{key: row[key] for key in ROW_KEYS if key in row} for row in reversed(window)][:MAX_ROWS]
+        page: list[dict[str, str]] = [{key: row[key] for key in ROW_KEYS if key in row} for row in reversed(window)][
+            :MAX_ROWS
+        ]
         if self.duplicate_rows and page:
             page = (page[:1] + [dict(page[0])] + page[1:])[:MAX_ROWS]
         if self.pad_empty and len(page) < MAX_ROWS:
@@ -782,7 +895,13 @@ class FakeKis(FakeService):
         """Given a code, its full series and a page of rows, return the HTTP 200 answer."""
         with self._lock:
             name = self._names.get(code, "")
-        body = {"output1": _output1(code, name, series), "output2": page, "rt_cd": "0", "msg_cd": OK_CODE, "msg1": OK_MESSAGE}
+        body = {
+            "output1": _output1(code, name, series),
+            "output2": page,
+            "rt_cd": "0",
+            "msg_cd": OK_CODE,
+            "msg1": OK_MESSAGE,
+        }
         return json_response(200, body, **{"tr_id": PRICE_TR_ID, "tr_cont": "", "gt_uid": secrets.token_hex(16)})
 
     # ---- master files

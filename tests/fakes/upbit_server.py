@@ -28,13 +28,13 @@ from __future__ import annotations
 import random
 import threading
 import time
-import zlib
 from collections import deque
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable
 
 from tests.fakes.common import (
+    KST,
     Admission,
     FakeService,
     Request,
@@ -42,6 +42,7 @@ from tests.fakes.common import (
     SlidingWindowLimiter,
     dumps_with_decimals,
     json_response,
+    stable_seed,
     text_response,
 )
 
@@ -62,7 +63,6 @@ FIRST_BLOCK_SECONDS = 60
 DEFAULT_COUNT = 1
 MAX_COUNT = 200
 MARKET_SHUFFLE_SEED = 20250701
-KST = timezone(timedelta(hours=9), "KST")
 CANDLE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 TOO_MANY_REQUESTS_TEXT = "Too many API requests."
@@ -109,11 +109,6 @@ LATE_TIMESTAMP_SHARE = 0.3  # share of candles whose last trade is just after ne
 # --------------------------------------------------------------------------- generators
 
 
-def _stable_seed(seed: int, text: str) -> int:
-    """Given a seed and a text, return a seed that does not depend on PYTHONHASHSEED."""
-    return seed * 1_000_003 + zlib.crc32(text.encode("utf-8"))
-
-
 def default_market_event(warning: bool = False, caution: Iterable[str] = ()) -> dict[str, Any]:
     """Given a warning flag and the caution keys that are set, return a ``market_event``."""
     flagged = set(caution)
@@ -123,7 +118,12 @@ def default_market_event(warning: bool = False, caution: Iterable[str] = ()) -> 
 def default_market_row(market: str) -> dict[str, Any]:
     """Given a market code like ``KRW-BTC``, return a market row with made-up names."""
     base = market.split("-", 1)[-1]
-    return {"market": market, "korean_name": f"{base} 코인", "english_name": base, "market_event": default_market_event()}
+    return {
+        "market": market,
+        "korean_name": f"{base} 코인",
+        "english_name": base,
+        "market_event": default_market_event(),
+    }
 
 
 def make_upbit_markets(count: int, quotes: Iterable[str] = ("KRW", "BTC", "USDT")) -> list[dict[str, Any]]:
@@ -173,7 +173,9 @@ def _last_trade_timestamp(day: date, rng: random.Random) -> int:
     return int(next_midnight.timestamp() * 1000) + offset_ms
 
 
-def _candle_row(market: str, day: date, prices: dict[str, Decimal], volume: Decimal, value: Decimal, timestamp: int) -> dict[str, Any]:
+def _candle_row(
+    market: str, day: date, prices: dict[str, Decimal], volume: Decimal, value: Decimal, timestamp: int
+) -> dict[str, Any]:
     """Given a market, a day, OHLC + previous close, volume, traded value and last-trade
     time, return a day candle dict with the reference's fields."""
     start = datetime(day.year, day.month, day.day)
@@ -181,7 +183,7 @@ def _candle_row(market: str, day: date, prices: dict[str, Decimal], volume: Deci
     return {
         "market": market,
         "candle_date_time_utc": start.strftime(CANDLE_TIME_FORMAT),
-        "candle_date_time_kst": (start + timedelta(hours=9)).strftime(CANDLE_TIME_FORMAT),
+        "candle_date_time_kst": start.replace(tzinfo=timezone.utc).astimezone(KST).strftime(CANDLE_TIME_FORMAT),
         "opening_price": prices["open"],
         "high_price": prices["high"],
         "low_price": prices["low"],
@@ -202,10 +204,18 @@ def _day_prices(previous_close: Decimal, quote: str, rng: random.Random, flat: b
     close = previous_close if flat else _price(float(open_price) * rng.uniform(0.9, 1.1), quote)
     high = _price(float(max(open_price, close)) * rng.uniform(1.0, 1.05), quote)
     low = _price(float(min(open_price, close)) * rng.uniform(0.95, 1.0), quote)
-    return {"open": open_price, "high": max(high, open_price, close), "low": min(low, open_price, close), "close": close, "prev_close": previous_close}
+    return {
+        "open": open_price,
+        "high": max(high, open_price, close),
+        "low": min(low, open_price, close),
+        "close": close,
+        "prev_close": previous_close,
+    }
 
 
-def make_upbit_candles(market: str, start: date, end: date, seed: int = 0, gap_every: int | None = None) -> list[dict[str, Any]]:
+def make_upbit_candles(
+    market: str, start: date, end: date, seed: int = 0, gap_every: int | None = None
+) -> list[dict[str, Any]]:
     """Given a market and an inclusive day range, return deterministic day candles, oldest first.
 
     Prices, volumes and traded values are ``Decimal`` (up to 8 decimals; KRW traded values
@@ -214,7 +224,7 @@ def make_upbit_candles(market: str, start: date, end: date, seed: int = 0, gap_e
     ``prev_closing_price`` is the previous candle's close, so gaps are bridged as upstream does.
     """
     quote = _quote_of(market)
-    rng = random.Random(_stable_seed(seed, market))
+    rng = random.Random(stable_seed(seed, market))
     low_bound, high_bound = BASE_PRICE_RANGE[quote]
     previous_close = _price(rng.uniform(low_bound, high_bound), quote)
     candles: list[dict[str, Any]] = []
@@ -304,7 +314,9 @@ class FakeUpbit(FakeService):
         self._markets = [dict(row) for row in markets]
         self.rate_limit = rate_limit
         self._group_limiter = SlidingWindowLimiter(rate_limit, 1.0)
-        self._origin_limiter = SlidingWindowLimiter(None if rate_limit is None else ORIGIN_RATE_LIMIT, ORIGIN_WINDOW_SECONDS)
+        self._origin_limiter = SlidingWindowLimiter(
+            None if rate_limit is None else ORIGIN_RATE_LIMIT, ORIGIN_WINDOW_SECONDS
+        )
         self.block_after_429s = block_after_429s
         self.blocked = blocked
         self.blocks = 1 if blocked else 0

