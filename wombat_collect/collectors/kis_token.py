@@ -27,8 +27,8 @@ from wombat_collect.errors import AuthenticationError, ExchangeBlocked, Exchange
 from wombat_collect.http import Verdict, snippet
 from wombat_collect.logging_setup import register_secret
 
-TOKEN_PATH = "/oauth2/tokenP"
-TOKEN_GROUP = "token"
+TOKEN_PATH = "/oauth2/tokenP"  # noqa: S105 - a URL path, not a password
+TOKEN_GROUP = "token"  # noqa: S105 - the name of a pacer, not a password
 ISSUE_RATE = 1.0  # token requests per second at most; KIS's own throttle is handled by THROTTLED_CODE
 RENEW_MARGIN = timedelta(minutes=10)  # stop using a token this long before it expires
 KST = timezone(timedelta(hours=9), "KST")
@@ -131,19 +131,20 @@ class TokenCache:
                 return cached
             token = self._issue()
             write_cache(self.path, token, self._clock())
-        logger.info("kis: issued an access token valid until %s KST", f"{token.expires_at.astimezone(KST):%Y-%m-%d %H:%M}")
+        logger.info("kis: issued an access token valid until %s KST",
+                    f"{token.expires_at.astimezone(KST):%Y-%m-%d %H:%M}")
         return token
 
     def _issue(self):
         """Return a new Token, waiting once if issuance is throttled. Raise TokenUnavailable if refused."""
         payload = self._request()
         if is_throttled(payload):
-            logger.warning("kis: token issuance throttled (%s), retrying in %.0fs", THROTTLED_CODE, self.retry_wait)
+            logger.warning("kis: token issuance throttled (%s), retrying in %gs", THROTTLED_CODE, self.retry_wait)
             self._sleep(self.retry_wait)
             payload = self._request()
             if is_throttled(payload):
                 raise TokenUnavailable(f"kis: token issuance still throttled ({THROTTLED_CODE}) after "
-                                       f"waiting {self.retry_wait:.0f}s; try again later")
+                                       f"waiting {self.retry_wait:g}s; try again later")
         return parse_token(payload, self._clock())
 
     def _request(self):
@@ -153,12 +154,12 @@ class TokenCache:
             return self.client.request_json("POST", TOKEN_PATH, TOKEN_GROUP, body=body,
                                             headers={"content-type": "application/json; charset=utf-8"})
         except ExchangeError as error:
-            raise TokenUnavailable(f"cannot get a KIS access token: {error}") from None
+            raise TokenUnavailable(str(error)) from None
 
 
 def is_throttled(payload):
     """Given a token answer, return whether it is the EGW00133 "issued too recently" refusal."""
-    return isinstance(payload, dict) and payload.get("error_code") == THROTTLED_CODE
+    return isinstance(payload, dict) and THROTTLED_CODE in (payload.get("error_code"), payload.get("msg_cd"))
 
 
 def parse_token(payload, now):

@@ -1,0 +1,229 @@
+"""KIS (Korea Investment & Securities) Open API: master-file listings and daily prices.
+
+Facts: ../shared/reference/kis-api.md. Symbols are KIS short codes as listed
+(`005930`, `00680K`, `F70101786`); the listing comes from one master file per
+market (kis_master), the prices from the daily chart endpoint, authenticated
+with an access token shared by every run through a file cache (kis_token).
+
+REBASE_ON_CHANGE is True: KIS serves adjusted prices by default (KIS_ADJUSTED),
+and a split or rights issue rewrites the whole adjusted history, so a flagged
+or changed candle makes the job re-collect the symbol's stored range. With
+KIS_ADJUSTED=false the original prices never change basis; candles then carry
+no corporate-action flag and only a corrected stored row triggers a (harmless)
+re-collection.
+"""
+
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+
+from wombat_collect.collectors.kis_master import master_url, parse_master, read_member
+from wombat_collect.collectors.kis_token import (
+    CREDENTIAL_CODES,
+    ISSUE_RATE,
+    TOKEN_GROUP,
+    TokenCache,
+    classify_token,
+)
+from wombat_collect.errors import ConfigError, ExchangeError
+from wombat_collect.http import HttpClient, Verdict, snippet
+from wombat_collect.ratelimit import RateLimiter
+from wombat_collect.records import Candle, ExchangeInfo, RejectedCandle
+
+EXCHANGE = ExchangeInfo(code="kis", name="Korea Investment & Securities", country="KR", timezone="Asia/Seoul")
+MARKETS = ("KOSPI", "KOSDAQ", "KONEX")
+LISTING_GROUPS = MARKETS  # one master file per market
+REBASE_ON_CHANGE = True  # adjusted history is rewritten after corporate actions (see above)
+PRICES_PATH = "/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice"
+PRICES_GROUP = "prices"
+MASTER_GROUP = "master"
+MASTER_DOWNLOAD_RATE = 5.0  # master downloads per second at most (three small files per run)
+PRICES_HEADERS = {"content-type": "application/json; charset=utf-8", "tr_id": "FHKST03010100", "custtype": "P"}
+MARKET_DIVISION = "J"  # KRX
+PERIOD_DAILY = "D"
+ADJUSTED_PRICES, ORIGINAL_PRICES = "0", "1"  # FID_ORG_ADJ_PRC
+PAGE_SIZE = 100  # rows per answer at most, newest first, no continuation key
+EARLIEST_DATE = date(1980, 1, 4)  # first KRX trading day of 1980: "all history"
+DATE_FORMAT = "%Y%m%d"
+KST = timezone(timedelta(hours=9), "KST")
+FINAL_AFTER = timedelta(hours=9)  # 00:00 UTC + 9 h = 18:00 KST, the end of after-hours trading
+SUCCESS = "0"  # rt_cd
+RATE_CODE = "EGW00201"
+TOKEN_CODES = {"EGW00121", "EGW00123"}  # invalid, expired token: renew once
+TRANSIENT_CODES = {"EGW00002"}  # "server error": retry like a bare 5xx
+NO_CORPORATE_ACTION = ("", "00")  # flng_cls_code
+CANDLE_FIELDS = {
+    "open": "stck_oprc",
+    "high": "stck_hgpr",
+    "low": "stck_lwpr",
+    "close": "stck_clpr",
+    "volume": "acml_vol",
+    "quote_volume": "acml_tr_pbmn",
+}
+
+
+class KisClient(HttpClient):
+    """An HttpClient for KIS that also knows which price series (adjusted or original) to ask for."""
+
+    def __init__(self, *arguments, adjusted=True, **keywords):
+        super().__init__(*arguments, **keywords)
+        self.adjusted = adjusted
+
+
+def open_client(settings):
+    """Given Settings, return a KisClient with its token cache and pacers.
+
+    Raise ConfigError if KIS_APP_KEY or KIS_APP_SECRET is missing (before any network call).
+    """
+    missing = [name for name, value in (("KIS_APP_KEY", settings.kis_app_key),
+                                        ("KIS_APP_SECRET", settings.kis_app_secret)) if not value]
+    if missing:
+        raise ConfigError(f"{' and '.join(missing)} must be set to collect from KIS")
+    token_client = HttpClient("kis token", settings.kis_api_url, {TOKEN_GROUP: RateLimiter(ISSUE_RATE)},
+                              classify_token, settings.http_timeout)
+    authenticator = TokenCache(token_client, settings.kis_app_key, settings.kis_app_secret,
+                               settings.state_dir, settings.kis_token_retry_wait)
+    limiters = {PRICES_GROUP: RateLimiter(settings.kis_rate_limit), MASTER_GROUP: RateLimiter(MASTER_DOWNLOAD_RATE)}
+    return KisClient("kis", settings.kis_api_url, limiters, classify, settings.http_timeout,
+                     authenticator=authenticator, links={"master": settings.kis_master_url},
+                     adjusted=settings.kis_adjusted)
+
+
+def fetch_symbols(client, group=None):
+    """Given a client and a market (None: all three), yield a SymbolRecord per listed security.
+
+    Raise ExchangeError if a master file cannot be downloaded or unzipped.
+    """
+    for market in (group,) if group else MARKETS:
+        content = read_member(client.get_bytes(master_url(client.links["master"], market), MASTER_GROUP), market)
+        yield from parse_master(content, market)
+
+
+def fetch_daily_candles(client, symbol, start=None):
+    """Given a short code and a first date (None: all history), yield its daily candles, newest first.
+
+    Pages backwards 100 rows at a time until a short page or `start`; skips `{}`
+    padding and duplicate days. Raise ExchangeError if a page is malformed or
+    does not move backwards.
+    """
+    first = start or EARLIEST_DATE
+    end = datetime.now(KST).date()
+    seen = set()
+    while True:
+        rows = fetch_page(client, symbol, first, end)
+        oldest = min(filter(None, map(trade_date, rows)), default=None)
+        if oldest is not None and oldest > end:
+            raise ExchangeError(f"kis: prices of {symbol} did not move back past {end:%Y-%m-%d}")
+        yield from page_candles(rows, first, seen, client.adjusted)
+        if len(rows) < PAGE_SIZE or oldest is None or oldest <= first:
+            return
+        end = oldest - timedelta(days=1)
+
+
+def fetch_page(client, symbol, first, end):
+    """Given a code and an inclusive date range, return the non-empty rows of one answer.
+
+    Raise ExchangeError if output2 is not a list.
+    """
+    params = {
+        "FID_COND_MRKT_DIV_CODE": MARKET_DIVISION, "FID_INPUT_ISCD": symbol,
+        "FID_INPUT_DATE_1": first.strftime(DATE_FORMAT), "FID_INPUT_DATE_2": end.strftime(DATE_FORMAT),
+        "FID_PERIOD_DIV_CODE": PERIOD_DAILY,
+        "FID_ORG_ADJ_PRC": ADJUSTED_PRICES if client.adjusted else ORIGINAL_PRICES,
+    }
+    payload = client.request_json("GET", PRICES_PATH, PRICES_GROUP, params=params, headers=PRICES_HEADERS)
+    rows = payload.get("output2")
+    if rows is None:
+        return []
+    if not isinstance(rows, list):
+        raise ExchangeError(f"kis: prices of {symbol}: output2 is not a list: {snippet(str(rows))}")
+    return [row for row in rows if row != {}]
+
+
+def page_candles(rows, first, seen, adjusted):
+    """Given a page's rows, yield a Candle or RejectedCandle per day not yet seen and not before `first`."""
+    for row in rows:
+        day = trade_date(row)
+        if day is not None:
+            if day in seen or day < first:
+                continue
+            seen.add(day)
+        yield parse_candle(row, day, adjusted)
+
+
+def trade_date(row):
+    """Given a row, return its stck_bsop_date as a date, or None if it is missing or malformed."""
+    text = row.get("stck_bsop_date") if isinstance(row, dict) else None
+    try:
+        return datetime.strptime(text, DATE_FORMAT).date() if isinstance(text, str) and len(text) == 8 else None
+    except ValueError:
+        return None
+
+
+def parse_candle(row, day, adjusted):
+    """Given a row and its trade date (None if unreadable), return a Candle or a RejectedCandle saying why.
+
+    The candle starts at 00:00 UTC of the trade date. A corporate action is
+    flagged only on the adjusted series (the original one never re-bases).
+    """
+    if day is None:
+        shown = row.get("stck_bsop_date") if isinstance(row, dict) else row
+        return RejectedCandle(f"bad stck_bsop_date: {snippet(repr(shown))}")
+    values = {}
+    for field, source in CANDLE_FIELDS.items():
+        values[field] = decimal_of(row.get(source))
+        if values[field] is None:
+            return RejectedCandle(f"{day:%Y-%m-%d}: {source} is not a number: {snippet(repr(row.get(source)))}")
+    timestamp = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return Candle(timestamp=timestamp, corporate_action=adjusted and is_corporate_action(row), **values)
+
+
+def decimal_of(value):
+    """Given a KIS value (a string of digits, normally), return it as a finite Decimal, or None."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+        return None
+    try:
+        number = Decimal(value.strip() if isinstance(value, str) else value)
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def is_corporate_action(row):
+    """Given a row, return whether KIS flags a corporate action that day (flng_cls_code, mod_yn)."""
+    lock_code = str(row.get("flng_cls_code") or "").strip()
+    return lock_code not in NO_CORPORATE_ACTION or str(row.get("mod_yn") or "").strip() == "Y"
+
+
+def candle_closes_at(timestamp):
+    """Given a daily candle's start (00:00 UTC of the trade date), return when it is final: 18:00 KST."""
+    return timestamp + FINAL_AFTER
+
+
+def classify(answer):
+    """Given an Answer of a KIS data call, return (Verdict, message); rt_cd decides whatever the status."""
+    payload = answer.payload
+    if not isinstance(payload, dict):
+        verdict = Verdict.RETRY if answer.status == 200 or answer.status >= 500 else Verdict.FAIL
+        kind = "not JSON" if payload is None else "not a JSON object"
+        return verdict, f"HTTP {answer.status}, {kind} ({answer.content_type or 'no type'}): {snippet(answer.text)}"
+    code = str(payload.get("msg_cd") or payload.get("error_code") or "").strip()
+    if payload.get("rt_cd") == SUCCESS:
+        return Verdict.OK, ""
+    if code == RATE_CODE:
+        return Verdict.THROTTLED, f"HTTP {answer.status}: {code} over the rate limit"
+    if code in TOKEN_CODES:
+        return Verdict.AUTH, f"HTTP {answer.status}: {code} access token rejected"
+    message = f"HTTP {answer.status}: {error_message(payload, code, answer.text)}"
+    if code in CREDENTIAL_CODES:
+        return Verdict.FAIL, f"{message} (check KIS_APP_KEY and KIS_APP_SECRET)"
+    if code in TRANSIENT_CODES or (answer.status >= 500 and "rt_cd" not in payload):
+        return Verdict.RETRY, message
+    return Verdict.FAIL, message
+
+
+def error_message(payload, code, text):
+    """Given an error answer's JSON, its code and body, return `CODE message` (msg1 stripped)."""
+    description = str(payload.get("msg1") or payload.get("error_description") or "").strip()
+    if not code and not description:
+        return snippet(text) or "(empty body)"
+    return f"{code or 'no msg_cd'} {description}".rstrip()
