@@ -145,3 +145,11 @@ PRICE_ROWS = """
 def stored_prices(dsn, exchange="upbit"):
     """Given a DSN, return every stored candle of an exchange as comparable tuples."""
     return query(dsn, PRICE_ROWS, (exchange,))
+
+
+@pytest.fixture(autouse=True)
+def lock_dir(tmp_path_factory, monkeypatch):
+    """Give every test its own WOMBAT_LOCK_DIR, so concurrent test runs never share job locks."""
+    directory = tmp_path_factory.mktemp("locks")
+    monkeypatch.setenv("WOMBAT_LOCK_DIR", str(directory))
+    return directory

@@ -13,6 +13,8 @@ import click
 from wombat_collect import __version__
 from wombat_collect.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, ConfigError, WombatError
 
+EXIT_CRITICAL = 2  # `status`: monitoring-plugin CRITICAL
+
 EXCHANGE_CHOICES = ("all", "upbit", "kis")
 
 logger = logging.getLogger("wombat_collect")
@@ -73,19 +75,32 @@ def exchange_option(function):
                         show_default=True, help="Which exchange(s).")(function)
 
 
+def wait_option(function):
+    """Given a command function, add the --wait SECONDS option to it."""
+    return click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, metavar="SECONDS",
+                        help="Wait this long for a running copy of this job to finish (else exit 75).")(function)
+
+
 @cli.command()
 @exchange_option
-@click.pass_obj
-def symbols(app, exchange):
+@wait_option
+@click.pass_context
+def symbols(ctx, exchange, wait):
     """Store every listed symbol; mark delisted ones inactive."""
     from wombat_collect import jobs
+    from wombat_collect.ops.runner import JobRequest, run_job
 
+    app = ctx.obj
     collectors = load_collectors(exchange)
-    clients = [collector.open_client(app.settings()) for collector in collectors]
-    dsn, exchange_ids = open_database(app, collectors)
-    results = [jobs.collect_symbols(dsn, exchange_ids[collector.EXCHANGE.code], collector, client)
-               for collector, client in zip(collectors, clients)]
-    finish(results)
+    settings = app.settings()
+    clients = {collector.EXCHANGE.code: (collector, collector.open_client(settings)) for collector in collectors}
+    request = JobRequest("symbols", tuple(clients), dict(ctx.params), wait)
+
+    def work(code, dsn, exchange_id):
+        collector, client = clients[code]
+        return jobs.collect_symbols(dsn, exchange_id, collector, client)
+
+    finish(run_job(settings, request, lambda: open_database(app, collectors), work))
 
 
 @cli.command()
@@ -96,25 +111,28 @@ def symbols(app, exchange):
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="From this date (YYYY-MM-DD).")
 @click.option("--full", is_flag=True, help="Everything the exchange has.")
 @click.option("--include-open", is_flag=True, help="Also store today's running candle.")
-@click.option("--dry-run", is_flag=True, help="Fetch and validate, write nothing.")
-@click.pass_obj
-def prices(app, exchange, markets, symbol_names, days_back, since, full, include_open, dry_run):
+@click.option("--dry-run", is_flag=True, help="Fetch and validate, write nothing (not recorded).")
+@wait_option
+@click.pass_context
+def prices(ctx, exchange, markets, symbol_names, days_back, since, full, include_open, dry_run, wait):
     """Store daily OHLCV candles (incremental by default)."""
     from wombat_collect import jobs
+    from wombat_collect.ops.runner import JobRequest, run_job
 
+    app = ctx.obj
     window = parse_window(days_back, since.date() if since else None, full)
     collectors = select_collectors(load_collectors(exchange), markets)
     settings = app.settings()
-    clients = [collector.open_client(settings) for collector in collectors]
-    dsn, exchange_ids = open_database(app, collectors)
+    clients = {collector.EXCHANGE.code: (collector, collector.open_client(settings)) for collector in collectors}
     options = jobs.PriceOptions(include_open=include_open, dry_run=dry_run, workers=settings.workers)
-    results = []
-    for collector, client in zip(collectors, clients):
-        exchange_id = exchange_ids[collector.EXCHANGE.code]
+    request = JobRequest("prices", tuple(clients), dict(ctx.params), wait, window.describe(), dry_run)
+
+    def work(code, dsn, exchange_id):
+        collector, client = clients[code]
         own_markets = [market for market in markets if market in collector.MARKETS]
-        results.append(run_prices(app, dsn, exchange_id, collector, client, own_markets,
-                                  symbol_names, window, options))
-    finish(results)
+        return run_prices(app, dsn, exchange_id, collector, client, own_markets, symbol_names, window, options)
+
+    finish(run_job(settings, request, lambda: open_database(app, collectors), work, options))
 
 
 def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, window, options):
@@ -139,6 +157,33 @@ def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, 
     with progress_bar(len(targets), f"prices {collector.EXCHANGE.code}") as advance:
         options.progress = advance
         return jobs.collect_prices(dsn, exchange_id, collector, client, targets, starts, options)
+
+
+@cli.command()
+@exchange_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--max-age", type=click.FloatRange(min=0, min_open=True), default=26, show_default=True,
+              metavar="HOURS", help="Critical when a job's last success is older.")
+@click.option("--lag-days", type=click.IntRange(min=0), default=3, show_default=True, metavar="DAYS",
+              help="Warn about active symbols this far behind their exchange's newest candle.")
+@click.pass_obj
+def status(app, exchange, as_json, max_age, lag_days):
+    """Report each job's health; exit 0 ok, 1 warning, 2 critical (monitoring-plugin codes)."""
+    from wombat_collect.collectors import EXCHANGE_CODES
+    from wombat_collect.logging_setup import redact
+    from wombat_collect.ops.status import read_report, render_json, render_text
+
+    codes = EXCHANGE_CODES if exchange == "all" else (exchange,)
+    if logging.getLogger().level == logging.INFO:
+        logging.getLogger().setLevel(logging.WARNING)  # stdout is the report's (and --json's) alone
+    try:
+        dsn, _ = open_database(app, [collector for collector in map(_import_collector, EXCHANGE_CODES) if collector])
+        report = read_report(dsn, codes, max_age, lag_days)
+    except WombatError as error:
+        click.echo(redact(f"WOMBAT-COLLECT CRITICAL - {error}"))
+        sys.exit(EXIT_CRITICAL)
+    click.echo(render_json(report) if as_json else render_text(report))
+    sys.exit(report.exit_code)
 
 
 @cli.group()
@@ -180,7 +225,7 @@ def load_collectors(exchange):
 
     codes = EXCHANGE_CODES if exchange == "all" else (exchange,)
     collectors = [_import_collector(code) for code in codes]
-    missing = [code for code, collector in zip(codes, collectors) if collector is None]
+    missing = [code for code, collector in zip(codes, collectors, strict=True) if collector is None]
     if missing:
         raise ConfigError(f"exchange {', '.join(missing)} is not available yet")
     return collectors

@@ -217,9 +217,11 @@ def collect_prices(dsn, exchange_id, collector, client, targets, starts, options
     finally:
         if pool is not None:
             pool.closeall()
-    if options.interrupted:
-        raise Interrupted(options.interrupted)
     result.duration = time.monotonic() - result.started
+    if options.interrupted:
+        interrupted = Interrupted(options.interrupted)
+        interrupted.result = result  # what was written before the stop, for the run history
+        raise interrupted
     return result
 
 

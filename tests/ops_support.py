@@ -1,0 +1,152 @@
+"""Helpers for the ops tests: CLI subprocesses, waiting, a loopback ping server, slow fakes."""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.conftest import query
+from tests.fakes.upbit_server import make_upbit_candles
+
+TODAY = datetime.now(timezone.utc).date()
+SLOW = {"WOMBAT_WORKERS": "1"}
+DAYS_BACK = ("--days-back", "5")
+RUN_COLUMNS = ("job, exchange, arguments, status, symbols_ok, symbols_failed, symbols_skipped, rows_inserted,"
+               " rows_updated, rows_unchanged, rows_rejected, error_summary")
+
+
+def cli_command(*arguments):
+    """Given CLI arguments, return the command running `wombat-collect` with this Python."""
+    return [sys.executable, "-m", "wombat_collect", *arguments]
+
+
+def process_env(env):
+    """Given extra variables, return a full environment for a CLI subprocess."""
+    return dict(os.environ, WOMBAT_ENV_FILE="/dev/null", JOURNAL_STREAM="", **env)
+
+
+def spawn(env, *arguments):
+    """Given extra variables and CLI arguments, start `wombat-collect` as a subprocess (text pipes)."""
+    return subprocess.Popen(cli_command(*arguments), env=process_env(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def run(env, *arguments, timeout=60):
+    """Given extra variables and CLI arguments, run `wombat-collect` to its end. Return CompletedProcess."""
+    return subprocess.run(cli_command(*arguments), env=process_env(env), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def wait_until(predicate, timeout=30.0, interval=0.02):
+    """Given a predicate, poll it until true. Raise AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+        time.sleep(interval)
+
+
+def table_exists(dsn, name):
+    return query(dsn, "SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0]
+
+
+def runs(dsn):
+    """Given a DSN, return every collect_run row (RUN_COLUMNS) in id order."""
+    return query(dsn, f"SELECT {RUN_COLUMNS} FROM collect_run ORDER BY id")  # noqa: S608 - constant
+
+
+def running_count(dsn):
+    """Given a DSN, return how many collect_run rows are 'running' (0 before the table exists)."""
+    if not table_exists(dsn, "collect_run"):
+        return 0
+    return query(dsn, "SELECT count(*) FROM collect_run WHERE status = 'running'")[0][0]
+
+
+def stored_count(dsn):
+    """Given a DSN, return how many pricedata rows there are (0 before the table exists)."""
+    if not table_exists(dsn, "pricedata"):
+        return 0
+    return query(dsn, "SELECT count(*) FROM pricedata")[0][0]
+
+
+def slow_markets(fake, count=4, latency=0.5, start=TODAY - timedelta(days=10)):
+    """Given a FakeUpbit, serve `count` KRW markets with history since `start`, each answer delayed.
+
+    With WOMBAT_WORKERS=1 and --days-back under 200 (one page a symbol) a run lasts
+    about (count + 1) * latency seconds and costs next to no CPU.
+    """
+    candles = {f"KRW-S{number:02d}": make_upbit_candles(f"KRW-S{number:02d}", start, TODAY) for number in range(count)}
+    for market, rows in candles.items():
+        fake.set_candles(market, rows)
+    fake.latency = latency
+    return candles
+
+
+class PingServer:
+    """A loopback HTTP server that records every request: (method, path, query, body) and answers 200."""
+
+    def __init__(self, status=200):
+        self.requests = []
+        self.status = status
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                path, _, query_string = self.path.partition("?")
+                server.requests.append((self.command, path, query_string, body.decode("utf-8", "replace")))
+                self.send_response(server.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            do_GET = do_POST  # noqa: N815
+
+            def log_message(self, *arguments):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def paths(self):
+        return [path for _, path, _, _ in self.requests]
+
+
+def closed_port_url():
+    """Return an http URL on a loopback port nobody listens on."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/ping/abcdef-secret-key"
+
+
+def envelope_items(body):
+    """Given a Sentry envelope body, return its items' payloads decoded from JSON (where they are JSON)."""
+    lines = body.split("\n")
+    items = []
+    for header, payload in zip(lines[1::2], lines[2::2], strict=False):
+        try:
+            items.append((json.loads(header).get("type"), json.loads(payload)))
+        except ValueError:
+            continue
+    return items

@@ -1,0 +1,221 @@
+"""Job locks: lock files on one host, advisory locks across hosts, waiting."""
+
+import fcntl
+import os
+import signal
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from tests.conftest import query, run_cli, upbit_env
+from tests.ops_support import (
+    DAYS_BACK,
+    SLOW,
+    running_count,
+    slow_markets,
+    spawn,
+    stored_count,
+    table_exists,
+    wait_until,
+)
+from wombat_collect.errors import ConfigError, LockBusy
+from wombat_collect.ops import locks
+
+
+def hold(lock_dir, job, exchange, operation=fcntl.LOCK_EX):
+    """Given a job and exchange, lock its file from this test process; return the descriptor."""
+    descriptor = os.open(locks.lock_path(lock_dir, job, exchange), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(descriptor, operation)
+    os.pwrite(descriptor, b"4242\n", 0)
+    return descriptor
+
+
+def test_take_file_lock_writes_the_pid_and_refuses_a_second_holder(tmp_path):
+    descriptor = locks.take_file_lock(tmp_path, "prices", "upbit")
+    try:
+        assert (tmp_path / "wombat-collect-prices-upbit.lock").read_text() == f"{os.getpid()}\n"
+        with pytest.raises(LockBusy) as raised:
+            locks.take_file_lock(tmp_path, "prices", "upbit")
+        assert str(raised.value) == (f"prices upbit is already running (pid {os.getpid()}, "
+                                     f"lock {tmp_path}/wombat-collect-prices-upbit.lock)")
+        assert raised.value.exit_code == 75
+    finally:
+        os.close(descriptor)
+    os.close(locks.take_file_lock(tmp_path, "prices", "upbit"))  # free again once closed
+
+
+def test_take_file_lock_wait_gets_the_lock_once_freed(tmp_path):
+    descriptor = hold(tmp_path, "prices", "upbit")
+    threading.Timer(0.5, os.close, [descriptor]).start()
+    started = time.monotonic()
+    os.close(locks.take_file_lock(tmp_path, "prices", "upbit", wait_seconds=5))
+    assert 0.5 <= time.monotonic() - started < 2
+
+
+def test_file_locks_symbols_all_locks_each_exchange(tmp_path):
+    with locks.file_locks(tmp_path, "symbols", ["upbit", "kis"]):
+        for exchange in ("upbit", "kis"):
+            assert (tmp_path / f"wombat-collect-symbols-{exchange}.lock").read_text() == f"{os.getpid()}\n"
+            with pytest.raises(LockBusy):
+                locks.take_file_lock(tmp_path, "symbols", exchange)
+    os.close(locks.take_file_lock(tmp_path, "symbols", "kis"))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda path: path / "missing", "does not exist"),
+    (lambda path: path / "file" if (path / "file").write_text("x") else None, "is not a directory"),
+])
+def test_check_lock_dir_unusable_raises_config_error(tmp_path, make, message):
+    with pytest.raises(ConfigError) as raised:
+        locks.check_lock_dir(make(tmp_path))
+    assert message in str(raised.value) and raised.value.exit_code == 2
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_check_lock_dir_read_only_raises_config_error(tmp_path):
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(ConfigError, match="is not writable"):
+            locks.check_lock_dir(tmp_path)
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_advisory_key_is_stable_signed_64_bit_and_distinct():
+    keys = {locks.advisory_key(job, exchange) for job in ("symbols", "prices") for exchange in ("upbit", "kis")}
+    assert len(keys) == 4
+    assert all(-(2 ** 63) <= key < 2 ** 63 for key in keys)
+    assert locks.advisory_key("prices", "upbit") == locks.advisory_key("prices", "upbit")
+
+
+def test_prices_missing_lock_dir_exits_2_before_touching_anything(database, fake_upbit, tmp_path):
+    result = run_cli("prices", "--exchange", "upbit",
+                     env=upbit_env(database, fake_upbit, WOMBAT_LOCK_DIR=str(tmp_path / "nope")))
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith(f"lock directory {tmp_path}/nope does not exist (set WOMBAT_LOCK_DIR)")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert fake_upbit.count() == 0
+    assert not table_exists(database, "collect_run")
+
+
+def test_prices_lock_held_exits_75_and_touches_nothing(database, fake_upbit, lock_dir):
+    descriptor = hold(lock_dir, "prices", "upbit")
+    try:
+        result = run_cli("prices", "--exchange", "upbit", env=upbit_env(database, fake_upbit))
+    finally:
+        os.close(descriptor)
+    assert result.exit_code == 75
+    assert "prices upbit is already running (pid 4242, lock " in result.stderr
+    assert fake_upbit.count() == 0
+    assert query(database, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+
+
+def test_prices_second_overlapping_run_exits_75_and_writes_nothing(database, fake_upbit):
+    slow_markets(fake_upbit, count=3, latency=0.4)
+    env = upbit_env(database, fake_upbit, **SLOW)
+    first = spawn(env, "prices", "--exchange", "upbit", *DAYS_BACK)
+    wait_until(lambda: running_count(database) == 1)
+    second = run_cli("prices", "--exchange", "upbit", *DAYS_BACK, env=env)
+    assert second.exit_code == 75
+    assert f"prices upbit is already running (pid {first.pid}, lock " in second.stderr
+    assert "prices upbit: start on" not in second.stdout
+    assert first.wait(timeout=60) == 0
+    assert query(database, "SELECT pid, status, rows_inserted FROM collect_run") == [(first.pid, "succeeded", 3 * 5)]
+    assert stored_count(database) == 3 * 5
+
+
+def test_prices_lock_disappears_when_its_holder_is_killed(database, fake_upbit, lock_dir):
+    slow_markets(fake_upbit, count=3, latency=0.4)
+    process = spawn(upbit_env(database, fake_upbit, **SLOW), "prices", "--exchange", "upbit", *DAYS_BACK)
+    wait_until(lambda: running_count(database) == 1)
+    with pytest.raises(LockBusy):
+        locks.take_file_lock(lock_dir, "prices", "upbit")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    os.close(locks.take_file_lock(lock_dir, "prices", "upbit"))
+    assert (lock_dir / "wombat-collect-prices-upbit.lock").exists()  # the file stays; the lock does not
+
+
+def test_prices_ten_simultaneous_runs_give_exactly_one_run(database, fake_upbit):
+    slow_markets(fake_upbit, count=5, latency=1.0)  # the winner holds its lock for 6 s unless sped up
+    env = upbit_env(database, fake_upbit, **SLOW)
+    processes = [spawn(env, "prices", "--exchange", "upbit", *DAYS_BACK) for _ in range(10)]
+    wait_until(lambda: sum(process.poll() is not None for process in processes) >= 9, timeout=60)
+    fake_upbit.latency = 0  # every loser has given up: let the winner finish
+    outcomes = [(process.wait(timeout=60), process.stderr.read()) for process in processes]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes == [0] + [75] * 9, outcomes
+    assert all("prices upbit is already running (pid " in stderr for code, stderr in outcomes if code == 75)
+    winner = next(process.pid for process, (code, _) in zip(processes, outcomes, strict=True) if code == 0)
+    assert query(database, "SELECT pid, status FROM collect_run") == [(winner, "succeeded")]
+    assert stored_count(database) == 5 * 5
+
+
+def test_prices_wait_runs_once_the_holder_is_done(database, fake_upbit, lock_dir):
+    slow_markets(fake_upbit, count=2, latency=0)
+    descriptor = hold(lock_dir, "prices", "upbit")
+    process = spawn(upbit_env(database, fake_upbit), "prices", "--exchange", "upbit", *DAYS_BACK, "--wait", "20")
+    time.sleep(1.0)
+    assert process.poll() is None and fake_upbit.count() == 0
+    os.close(descriptor)
+    assert process.wait(timeout=30) == 0, process.stderr.read()
+    assert query(database, "SELECT status FROM collect_run") == [("succeeded",)]
+
+
+def test_prices_waits_for_a_running_symbols_of_its_exchange(database, fake_upbit, lock_dir):
+    slow_markets(fake_upbit, count=2, latency=0)
+    descriptor = hold(lock_dir, "symbols", "upbit")
+    process = spawn(upbit_env(database, fake_upbit), "prices", "--exchange", "upbit", *DAYS_BACK)
+    time.sleep(1.0)
+    assert process.poll() is None and fake_upbit.count() == 0
+    os.close(descriptor)
+    assert process.wait(timeout=30) == 0
+    assert "prices upbit: symbols upbit is running (pid 4242), waiting up to 600s" in process.stdout.read()
+    assert stored_count(database) == 2 * 5
+
+
+def test_prices_gives_up_on_symbols_after_the_bound(database, fake_upbit, lock_dir, monkeypatch):
+    monkeypatch.setattr(locks, "SYMBOLS_WAIT_SECONDS", 0.3)
+    descriptor = hold(lock_dir, "symbols", "upbit")
+    try:
+        result = run_cli("prices", "--exchange", "upbit", env=upbit_env(database, fake_upbit))
+    finally:
+        os.close(descriptor)
+    assert result.exit_code == 75
+    assert "prices upbit: symbols upbit still running after 0.3s (pid 4242, lock " in result.stderr
+    assert fake_upbit.count() == 0
+
+
+def test_prices_advisory_lock_held_on_another_host_exits_75(database, fake_upbit):
+    slow_markets(fake_upbit, count=2, latency=0)
+    assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0
+    other_host = psycopg2.connect(database)
+    other_host.autocommit = True
+    with other_host.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", (locks.advisory_key("prices", "upbit"),))
+        cursor.execute("INSERT INTO collect_run (job, exchange, host, pid) VALUES ('prices', 'upbit', 'db2', 77)")
+    try:
+        result = run_cli("prices", "--exchange", "upbit", env=upbit_env(database, fake_upbit))
+    finally:
+        other_host.close()
+    assert result.exit_code == 75
+    assert "prices upbit is already running (pid 77 on db2; database advisory lock)" in result.stderr
+    assert fake_upbit.count() == 0
+    assert query(database, "SELECT host, status FROM collect_run") == [("db2", "running")]
+    assert stored_count(database) == 0
+
+
+def test_prices_sigterm_while_waiting_for_the_lock_exits_143_untouched(database, fake_upbit, lock_dir):
+    descriptor = hold(lock_dir, "prices", "upbit")
+    try:
+        process = spawn(upbit_env(database, fake_upbit), "prices", "--exchange", "upbit", "--wait", "30")
+        wait_until(lambda: (lock_dir / "wombat-collect-symbols-upbit.lock").exists())  # probed: now waiting
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 143
+    finally:
+        os.close(descriptor)
+    assert process.stderr.read().strip().endswith("interrupted by SIGTERM")
+    assert fake_upbit.count() == 0 and not table_exists(database, "collect_run")

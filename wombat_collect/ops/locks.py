@@ -1,0 +1,197 @@
+"""Job locks: a flock(2) file per job and exchange on this host, a PostgreSQL
+advisory lock per job and exchange across hosts.
+
+The file lock is taken first, before the database is touched, so a second run
+on the same host costs nothing. Its file holds the owner's pid for the
+"already running" message; the lock itself vanishes with the process, so a
+stale file never blocks anyone. The advisory lock is a session lock on a
+dedicated connection that stays open for the whole run: it, too, ends with the
+process, which is how a later run tells a dead run from a live one.
+"""
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import time
+
+from wombat_collect.db.queries import statement
+from wombat_collect.errors import ConfigError, LockBusy
+
+LOCK_FILE_NAME = "wombat-collect-{job}-{exchange}.lock"
+SYMBOLS_WAIT_SECONDS = 600  # `prices` waits this long at most for `symbols` of the same exchange
+POLL_SECONDS = 0.2
+LOCK_FILE_MODE = 0o644
+ADVISORY_KEY_PREFIX = "wombat-collect"
+
+logger = logging.getLogger(__name__)
+
+
+def lock_path(lock_dir, job, exchange):
+    """Given the lock directory, a job and an exchange code, return the lock file's path."""
+    return lock_dir / LOCK_FILE_NAME.format(job=job, exchange=exchange)
+
+
+def check_lock_dir(lock_dir):
+    """Given the lock directory, return it. Raise ConfigError if it is missing or not writable."""
+    if not lock_dir.exists():
+        raise ConfigError(f"lock directory {lock_dir} does not exist (set WOMBAT_LOCK_DIR)")
+    if not lock_dir.is_dir():
+        raise ConfigError(f"lock directory {lock_dir} is not a directory (set WOMBAT_LOCK_DIR)")
+    if not os.access(lock_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"lock directory {lock_dir} is not writable (set WOMBAT_LOCK_DIR)")
+    return lock_dir
+
+
+def advisory_key(job, exchange):
+    """Given a job and an exchange code, return its signed 64-bit advisory lock key."""
+    digest = hashlib.sha256(f"{ADVISORY_KEY_PREFIX}-{job}-{exchange}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def open_lock_file(path):
+    """Given a lock file path, return an open descriptor (created if missing, links refused).
+
+    Fall back to read-only for a file another user created (flock works on it too).
+    Raise ConfigError if the file cannot be opened at all.
+    """
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, LOCK_FILE_MODE)
+    except PermissionError:
+        pass
+    except OSError as error:
+        raise ConfigError(f"cannot open lock file {path}: {error.strerror}") from None
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise ConfigError(f"cannot open lock file {path}: {error.strerror}") from None
+
+
+def try_flock(descriptor, operation):
+    """Given a descriptor and LOCK_EX or LOCK_SH, return True if the lock was taken at once."""
+    try:
+        fcntl.flock(descriptor, operation | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    return True
+
+
+def wait_for(attempt, wait_seconds, check=None):
+    """Given attempt() -> bool, call it until it succeeds or wait_seconds pass.
+
+    Return True if it succeeded. check(), when given, runs between attempts
+    (it raises Interrupted when a signal arrived).
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        if attempt():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        if check:
+            check()
+        time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+
+def read_holder(descriptor):
+    """Given a lock file's descriptor, return the pid written in it, or 'unknown'."""
+    try:
+        text = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return "unknown"
+    return text if text.isdigit() else "unknown"
+
+
+def write_pid(descriptor):
+    """Given a descriptor we hold the exclusive lock on, replace its content by our pid."""
+    try:
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode("ascii"), 0)
+    except OSError:
+        pass  # a read-only lock file (another user's) still locks; the pid is only informative
+
+
+def take_file_lock(lock_dir, job, exchange, wait_seconds=0.0, check=None):
+    """Given a job and an exchange, take its exclusive lock file; return the open descriptor.
+
+    Raise LockBusy naming the holder's pid if it stays held for wait_seconds.
+    """
+    path = lock_path(lock_dir, job, exchange)
+    descriptor = open_lock_file(path)
+    if not wait_for(lambda: try_flock(descriptor, fcntl.LOCK_EX), wait_seconds, check):
+        holder = read_holder(descriptor)
+        os.close(descriptor)
+        raise LockBusy(f"{job} {exchange} is already running (pid {holder}, lock {path})")
+    write_pid(descriptor)
+    return descriptor
+
+
+def wait_for_symbols(lock_dir, exchange, wait_seconds=None, check=None):
+    """Given an exchange, wait while `symbols` for it holds its lock (a shared-lock probe).
+
+    Raise LockBusy if it still runs after wait_seconds (default SYMBOLS_WAIT_SECONDS).
+    """
+    wait_seconds = SYMBOLS_WAIT_SECONDS if wait_seconds is None else wait_seconds
+    path = lock_path(lock_dir, "symbols", exchange)
+    descriptor = open_lock_file(path)
+    try:
+        if try_flock(descriptor, fcntl.LOCK_SH):
+            return
+        logger.info("prices %s: symbols %s is running (pid %s), waiting up to %ds",
+                    exchange, exchange, read_holder(descriptor), wait_seconds)
+        if not wait_for(lambda: try_flock(descriptor, fcntl.LOCK_SH), wait_seconds, check):
+            raise LockBusy(f"prices {exchange}: symbols {exchange} still running after {wait_seconds}s "
+                           f"(pid {read_holder(descriptor)}, lock {path})")
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def file_locks(lock_dir, job, exchanges, wait_seconds=0.0, check=None):
+    """Given a job and exchange codes, hold their lock files for the duration of the block.
+
+    `prices` first waits (bounded) for a running `symbols` of each exchange.
+    Raise ConfigError if the lock directory is unusable, LockBusy if a lock is held.
+    """
+    check_lock_dir(lock_dir)
+    descriptors = []
+    try:
+        for exchange in exchanges:
+            if job == "prices":
+                wait_for_symbols(lock_dir, exchange, check=check)
+            descriptors.append(take_file_lock(lock_dir, job, exchange, wait_seconds, check))
+        yield
+    finally:
+        for descriptor in descriptors:
+            os.close(descriptor)
+
+
+def try_advisory_lock(connection, key):
+    """Given an autocommit connection and a key, return True if its session lock was taken."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement("try_advisory_lock"), {"key": key})
+        return cursor.fetchone()[0]
+
+
+def describe_holder(connection, job, exchange):
+    """Given a job whose advisory lock is held elsewhere, return 'pid N on HOST' from its history."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement("running_run"), {"job": job, "exchange": exchange})
+        row = cursor.fetchone()
+    return f"pid {row[1]} on {row[0]}" if row else "another session"
+
+
+def take_advisory_locks(connection, job, exchanges, wait_seconds=0.0, check=None):
+    """Given a dedicated autocommit connection, take the advisory lock of each job and exchange.
+
+    The locks last as long as the connection. Raise LockBusy if one stays held for wait_seconds.
+    """
+    for exchange in exchanges:
+        key = advisory_key(job, exchange)
+        if not wait_for(lambda key=key: try_advisory_lock(connection, key), wait_seconds, check):
+            holder = describe_holder(connection, job, exchange)
+            raise LockBusy(f"{job} {exchange} is already running ({holder}; database advisory lock)")

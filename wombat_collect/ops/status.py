@@ -1,0 +1,244 @@
+"""`wombat-collect status`: the health of each job and exchange, from the database alone.
+
+States and exit codes follow the monitoring-plugin convention (Nagios,
+Icinga; usable as a systemd ExecCondition):
+    0 ok
+    1 warning   never run; last run partial or interrupted; active symbols lagging
+    2 critical  last run failed; no success within --max-age hours (or never)
+A 'running' row whose advisory lock nobody holds is a dead run: shown as interrupted.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from wombat_collect.db.connection import connect, first_line
+from wombat_collect.db.queries import statement
+from wombat_collect.errors import DatabaseError
+from wombat_collect.ops import history, locks
+from wombat_collect.records import DAILY
+
+JOBS = ("symbols", "prices")
+STATES = ("ok", "warning", "critical")  # index = exit code
+DEFAULT_MAX_AGE_HOURS = 26.0
+DEFAULT_LAG_DAYS = 3
+SEOUL = timezone(timedelta(hours=9), "KST")
+TIME_FORMAT = "%Y-%m-%d %H:%M"
+DEAD_SUMMARY = "process gone without recording its end (killed?)"
+
+
+@dataclass
+class JobHealth:
+    """One job of one exchange: its last run, last finished run, last success, and verdict."""
+
+    job: str
+    exchange: str
+    last_run: history.Run | None
+    last_finished: history.Run | None
+    last_success: history.Run | None
+    running: bool = False
+    problems: list = field(default_factory=list)  # [(state, text)]
+
+
+@dataclass
+class ExchangeHealth:
+    """One exchange: its symbols and candles, and its jobs."""
+
+    exchange: str
+    active: int
+    inactive: int
+    newest_candle: datetime | None
+    without_candles: int
+    lagging: int
+    jobs: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+
+
+@dataclass
+class StatusReport:
+    """The whole report; `state` is the worst of all problems."""
+
+    checked_at: datetime
+    max_age_hours: float
+    lag_days: int
+    exchanges: list
+
+    def problems(self):
+        """Return every (state, 'exchange job: text') of the report, worst first."""
+        found = [(state, f"{item.exchange}: {text}") for item in self.exchanges for state, text in item.problems]
+        found += [(state, f"{job.exchange} {job.job}: {text}") for item in self.exchanges
+                  for job in item.jobs for state, text in job.problems]
+        return sorted(found, key=lambda problem: -STATES.index(problem[0]))
+
+    @property
+    def state(self):
+        problems = self.problems()
+        return problems[0][0] if problems else "ok"
+
+    @property
+    def exit_code(self):
+        return STATES.index(self.state)
+
+
+def read_report(dsn, exchanges, max_age_hours=DEFAULT_MAX_AGE_HOURS, lag_days=DEFAULT_LAG_DAYS):
+    """Given a DSN and exchange codes, return the StatusReport. Raise DatabaseError if the database fails."""
+    import psycopg2
+
+    connection = connect(dsn, autocommit=True)
+    try:
+        return build_report(connection, exchanges, max_age_hours, lag_days)
+    except psycopg2.Error as error:
+        raise DatabaseError(f"database error while reading the status: {first_line(error)}") from None
+    finally:
+        connection.close()
+
+
+def build_report(connection, exchanges, max_age_hours=DEFAULT_MAX_AGE_HOURS, lag_days=DEFAULT_LAG_DAYS, now=None):
+    """Given a connection and exchange codes, return the StatusReport (reads only)."""
+    now = now or datetime.now(timezone.utc)
+    keys = {(job, code): locks.advisory_key(job, code) for job in JOBS for code in exchanges}
+    alive = history.held_keys(connection, keys.values())
+    report = StatusReport(now, max_age_hours, lag_days, [])
+    for code in exchanges:
+        item = exchange_health(connection, code, lag_days)
+        for job in JOBS:
+            health = job_health(connection, job, code, keys[job, code] in alive)
+            health.problems = judge_job(health, now, max_age_hours)
+            item.jobs.append(health)
+        report.exchanges.append(item)
+    return report
+
+
+def exchange_health(connection, exchange, lag_days):
+    """Given an exchange code, return its ExchangeHealth (symbols, newest candle, lagging symbols)."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement("symbol_freshness"),
+                       {"exchange": exchange, "lag_days": lag_days, "timeframe": DAILY})
+        active, inactive, newest, without_candles, lagging = cursor.fetchone()
+    item = ExchangeHealth(exchange, active, inactive, newest, without_candles, lagging)
+    if lagging:
+        item.problems.append(("warning", f"{lagging} active symbol(s) lag the newest candle "
+                                         f"({newest:%Y-%m-%d}) by more than {lag_days} days"))
+    return item
+
+
+def job_health(connection, job, exchange, lock_held):
+    """Given a job and whether its advisory lock is held now, return its JobHealth.
+
+    A 'running' last run without its lock is a dead run: it is shown interrupted.
+    """
+    last, finished, success = history.latest_runs(connection, job, exchange)
+    running = bool(last and last.status == "running" and lock_held)
+    if last and last.status == "running" and not lock_held:
+        last = finished = dataclasses.replace(last, status="interrupted", error_summary=DEAD_SUMMARY)
+    return JobHealth(job, exchange, last, finished, success, running)
+
+
+def judge_job(health, now, max_age_hours):
+    """Given a JobHealth, return its problems [(state, text)]; none when healthy."""
+    finished, success = health.last_finished, health.last_success
+    if finished is None:
+        return [("warning", "first run in progress" if health.running else "never run")]
+    problems = []
+    if finished.status == "failed":
+        problems.append(("critical", f"last run failed: {finished.error_summary or 'no reason recorded'}"))
+    elif finished.status in ("partial", "interrupted"):
+        detail = f"{finished.symbols_failed} symbol(s) failed" if finished.status == "partial" \
+            else finished.error_summary or "stopped"
+        problems.append(("warning", f"last run {finished.status}: {detail}"))
+    if success is None:
+        problems.append(("critical", "never succeeded"))
+    elif success.finished_at < now - timedelta(hours=max_age_hours):
+        age = (now - success.finished_at).total_seconds() / 3600
+        problems.append(("critical", f"last success {age:.1f} h ago (max age {max_age_hours:g} h)"))
+    return problems
+
+
+def job_state(health):
+    """Given a JobHealth, return its worst state."""
+    return max((state for state, _ in health.problems), key=STATES.index, default="ok")
+
+
+def local_time(moment):
+    """Given an aware datetime (or None), return it as ISO 8601 in Asia/Seoul, or None."""
+    return moment.astimezone(SEOUL).isoformat(timespec="seconds") if moment else None
+
+
+def run_dict(run):
+    """Given a Run (or None), return it as JSON-ready dict (or None)."""
+    if run is None:
+        return None
+    data = dataclasses.asdict(run)
+    data.update(started_at=local_time(run.started_at), finished_at=local_time(run.finished_at),
+                duration_seconds=round(run.duration, 3) if run.duration is not None else None)
+    return data
+
+
+def report_dict(report):
+    """Given a StatusReport, return the JSON-ready dict `status --json` prints."""
+    return {
+        "state": report.state, "exit_code": report.exit_code, "checked_at": local_time(report.checked_at),
+        "max_age_hours": report.max_age_hours, "lag_days": report.lag_days,
+        "problems": [f"{state.upper()}: {text}" for state, text in report.problems()],
+        "exchanges": [exchange_dict(item) for item in report.exchanges],
+    }
+
+
+def exchange_dict(item):
+    """Given an ExchangeHealth, return its JSON-ready dict."""
+    return {
+        "exchange": item.exchange,
+        "symbols": {"active": item.active, "inactive": item.inactive,
+                    "without_candles": item.without_candles, "lagging": item.lagging},
+        "newest_candle": f"{item.newest_candle.astimezone(timezone.utc):%Y-%m-%d}" if item.newest_candle else None,
+        "jobs": [{"job": health.job, "state": job_state(health), "running": health.running,
+                  "problems": [text for _, text in health.problems],
+                  "last_run": run_dict(health.last_run), "last_success": run_dict(health.last_success)}
+                 for health in item.jobs],
+    }
+
+
+def render_json(report):
+    """Given a StatusReport, return it as indented JSON text."""
+    return json.dumps(report_dict(report), indent=2, ensure_ascii=False)
+
+
+TABLE_HEADER = ("exchange", "job", "state", "last run", "result", "took", "symbols ok/failed/skipped",
+                "rows new/changed/same", "last success")
+
+
+def render_text(report):
+    """Given a StatusReport, return the human report: a plugin-style first line, a table, symbol lines."""
+    problems = report.problems()
+    headline = f"WOMBAT-COLLECT {report.state.upper()}"
+    if problems:
+        headline += " - " + "; ".join(text for _, text in problems)
+    rows = [TABLE_HEADER] + [table_row(health, report.checked_at) for item in report.exchanges
+                             for health in item.jobs]
+    widths = [max(len(row[index]) for row in rows) for index in range(len(TABLE_HEADER))]
+    table = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join([headline, *table, *(symbols_line(item, report.lag_days) for item in report.exchanges)])
+
+
+def table_row(health, now):
+    """Given a JobHealth, return its table cells."""
+    cells = [health.exchange, health.job, job_state(health)]
+    run = health.last_finished
+    if run is None:
+        return tuple(cells + ["running" if health.running else "never run"] + [""] * 5)
+    took = f"{run.duration:.1f}s" if run.duration is not None else "?"
+    success = health.last_success
+    since = (f"{success.finished_at.astimezone(SEOUL):{TIME_FORMAT}} "
+             f"({(now - success.finished_at).total_seconds() / 3600:.1f} h ago)" if success else "never")
+    result = f"{run.status}, running again" if health.running else run.status
+    return tuple(cells + [f"{run.started_at.astimezone(SEOUL):{TIME_FORMAT} %Z}", result, took,
+                          f"{run.symbols_ok}/{run.symbols_failed}/{run.symbols_skipped}",
+                          f"{run.rows_inserted}/{run.rows_updated}/{run.rows_unchanged}", since])
+
+
+def symbols_line(item, lag_days):
+    """Given an ExchangeHealth, return its one-line symbol and candle summary."""
+    newest = f"{item.newest_candle.astimezone(timezone.utc):%Y-%m-%d}" if item.newest_candle else "none"
+    return (f"{item.exchange}: {item.active} active, {item.inactive} inactive symbols; newest candle {newest}; "
+            f"{item.lagging} lagging more than {lag_days} days; {item.without_candles} without candles")
