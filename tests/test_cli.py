@@ -272,3 +272,11 @@ def test_prices_killed_midway_then_rerun_equals_an_uninterrupted_run(database, f
     assert stored_prices(database) == expected_rows(markets, since=date(2024, 1, 1))
     assert query(database, "SELECT count(*) FROM (SELECT symbol_id, timestamp FROM pricedata"
                            " GROUP BY 1, 2 HAVING count(*) > 1) AS duplicates") == [(0,)]
+
+
+def test_prices_fails_when_the_listing_it_needs_fails(database, fake_upbit, three_markets):
+    fake_upbit.inject("500", count=100, match=lambda request: request.path == "/v1/market/all")
+    result = run_cli("prices", "--exchange", "upbit", "--days-back", "3", env=upbit_env(database, fake_upbit))
+    assert result.exit_code == 1
+    assert "no symbols stored, and all markets: upbit: HTTP 500" in result.stderr
+    assert stored_prices(database) == []

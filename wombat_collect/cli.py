@@ -136,27 +136,22 @@ def prices(ctx, exchange, markets, symbol_names, days_back, since, full, include
 
 
 def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, window, options):
-    """Given one exchange's collector, collect its listing if empty, then its prices."""
+    """Given one exchange's collector, collect its listing if none is stored, then its prices."""
     from wombat_collect import jobs
-    from wombat_collect.db.connection import connect
-    from wombat_collect.db.store import stored_symbols
 
-    connection = connect(dsn)
-    try:
-        has_symbols = bool(stored_symbols(connection, exchange_id))
-    finally:
-        connection.close()
-    if not has_symbols:
-        logger.info("prices %s: no symbols stored yet, collecting the listing first", collector.EXCHANGE.code)
-        listing = jobs.collect_symbols(dsn, exchange_id, collector, client)
-        logger.info("%s", listing.summary())
+    listing = jobs.collect_listing_if_empty(dsn, exchange_id, collector, client)
+    if listing is not None and listing.fatal:
+        return jobs.JobResult("prices", collector.EXCHANGE.code, fatal=f"no symbols stored, and {listing.fatal}")
     targets = jobs.select_symbols(dsn, exchange_id, markets, symbol_names)
     logger.info("prices %s: %d symbols, %s, %s", collector.EXCHANGE.code, len(targets), window.describe(),
                 "dry run" if options.dry_run else "writing")
     starts = jobs.plan_starts(dsn, targets, window, app.settings().backfill_days, options.now.date())
     with progress_bar(len(targets), f"prices {collector.EXCHANGE.code}") as advance:
         options.progress = advance
-        return jobs.collect_prices(dsn, exchange_id, collector, client, targets, starts, options)
+        result = jobs.collect_prices(dsn, exchange_id, collector, client, targets, starts, options)
+    if listing is not None:
+        result.errors.extend(f"listing {error}" for error in listing.errors)
+    return result
 
 
 @cli.command()

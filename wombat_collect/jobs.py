@@ -129,6 +129,23 @@ def collect_symbols(dsn, exchange_id, collector, client):
     return result
 
 
+def collect_listing_if_empty(dsn, exchange_id, collector, client):
+    """Given an exchange with no stored symbols, collect its listing; return that JobResult.
+
+    Return None when symbols are already stored.
+    """
+    connection = connect(dsn)
+    try:
+        if store.stored_symbols(connection, exchange_id):
+            return None
+    finally:
+        connection.close()
+    logger.info("prices %s: no symbols stored yet, collecting the listing first", collector.EXCHANGE.code)
+    listing = collect_symbols(dsn, exchange_id, collector, client)
+    logger.info("%s", listing.summary())
+    return listing
+
+
 class ListingRefused(Exception):
     """A listing would deactivate too much of what is stored: likely truncated."""
 
