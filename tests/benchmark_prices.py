@@ -27,8 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import dsn_with_database  # noqa: E402
+from tests.conftest import create_database  # noqa: E402
 from tests.fakes.upbit_server import FakeUpbit, make_upbit_candles  # noqa: E402
 
 
@@ -50,13 +49,7 @@ def server_dsn():
 
 
 def fresh_database(server):
-    name = f"wombat_bench_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(server)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')  # noqa: S608 - generated identifier
-    admin.close()
-    return dsn_with_database(server, name)
+    return create_database(server, "wombat_bench")
 
 
 def build_market_data(markets, days):
@@ -67,10 +60,12 @@ def build_market_data(markets, days):
     return data, start
 
 
-def run_prices(dsn, fake, start, workers):
+def run_prices(dsn, fake, start, workers, rate_limit=None):
     """Run the CLI in a subprocess; return (wall seconds, peak RSS MiB of the child, stdout)."""
     env = dict(os.environ, DATABASE_URL=dsn, UPBIT_API_URL=fake.url, WOMBAT_ENV_FILE="/dev/null",
-               WOMBAT_WORKERS=str(workers), WOMBAT_LOCK_DIR=os.environ.get("TMPDIR", "/tmp"))
+               WOMBAT_WORKERS=str(workers), WOMBAT_LOCK_DIR=tempfile.gettempdir())
+    if rate_limit:
+        env["UPBIT_RATE_LIMIT"] = str(rate_limit)
     command = [sys.executable, "-m", "wombat_collect", "prices", "--exchange", "upbit", "--since", f"{start}"]
     subprocess.run(command[:3] + ["symbols", "--exchange", "upbit"], env=env, check=True, capture_output=True)
     fake.clear_requests()
@@ -129,6 +124,14 @@ def measure_collection(server, markets, days, latency, rate, workers):
         "peak_rss_mib": peak,
         "wall": wall,
     }
+
+
+def measure_memory(server, markets, days, workers):
+    """Return the peak RSS (MiB) of a prices run over markets × days, with no rate limit."""
+    data, start = build_market_data(markets, days)
+    with FakeUpbit(candles=data, rate_limit=None) as fake:
+        _, peak, _ = run_prices(fresh_database(server), fake, start, workers, rate_limit=1000)
+    return peak
 
 
 def candle_rows(symbols, days):
@@ -261,6 +264,8 @@ def main():
     parser.add_argument("--write-symbols", type=int, default=200)
     parser.add_argument("--write-days", type=int, default=400)
     parser.add_argument("--skip-collection", action="store_true")
+    parser.add_argument("--memory-days", type=int, default=3000,
+                        help="history length of the peak-RSS run (no rate limit); 0 skips it")
     arguments = parser.parse_args()
     help_time = measure_help_time()
     print(f"wombat-collect --help: {help_time * 1000:.0f} ms median ÷ {HELP_BUDGET_SECONDS * 1000:.0f} ms budget"
@@ -281,6 +286,10 @@ def main():
         print(f"  rows written/s            {ours['rows_per_second']:.0f}")
         print(f"  wall ÷ theoretical min    {ours['wall_ratio']:.3f}   (wall {ours['wall']:.1f} s)")
         print(f"  peak RSS                  {ours['peak_rss_mib']:.0f} MiB")
+    if arguments.memory_days:
+        peak = measure_memory(server, arguments.markets, arguments.memory_days, arguments.workers)
+        print(f"peak RSS, {arguments.markets} markets x {arguments.memory_days} days (no rate limit):"
+              f" {peak:.0f} MiB ÷ 150 MiB budget = {peak / 150:.2f}")
     rates = measure_write_path(server, arguments.write_symbols, arguments.write_days)
     limit = rates["plain COPY"]
     print(f"write path, {arguments.write_symbols} symbols x {arguments.write_days} new rows,"

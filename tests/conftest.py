@@ -38,18 +38,33 @@ def server_dsn():
     return server.get_uri()
 
 
-@pytest.fixture
-def database(server_dsn):
-    """Return the DSN of a fresh, empty database, dropped after the test."""
-    name = f"wombat_test_{uuid.uuid4().hex[:12]}"
+def create_database(server_dsn, prefix="wombat_test"):
+    """Given a server DSN, create an empty database with a unique name; return its DSN."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(server_dsn)
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')  # noqa: S608 - generated identifier
-    yield dsn_with_database(server_dsn, name)
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # noqa: S608
     admin.close()
+    return dsn_with_database(server_dsn, name)
+
+
+def drop_database(server_dsn, dsn):
+    """Given a server DSN and a database's DSN, drop that database (closing its connections)."""
+    name = psycopg2.extensions.parse_dsn(dsn)["dbname"]
+    admin = psycopg2.connect(server_dsn)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # noqa: S608 - generated identifier
+    admin.close()
+
+
+@pytest.fixture
+def database(server_dsn):
+    """Return the DSN of a fresh, empty database, dropped after the test."""
+    dsn = create_database(server_dsn)
+    yield dsn
+    drop_database(server_dsn, dsn)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.conftest import query, run_cli, schema_dump
+from tests.conftest import create_database, drop_database, query, run_cli, schema_dump
 from wombat_collect.db.migrate import apply_migrations, available_migrations
 from wombat_collect.errors import SchemaError
 
@@ -22,7 +22,10 @@ COLUMN_SHAPE = """
      WHERE table_schema = 'public' AND table_name = ANY(%s)
      ORDER BY table_name, ordinal_position
 """
-INDEX_SHAPE = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = ANY(%s) ORDER BY 1"
+INDEX_SHAPE = """
+    SELECT indexname, indexdef FROM pg_indexes
+     WHERE schemaname = 'public' AND tablename = ANY(%s) ORDER BY 1
+"""
 CONSTRAINT_SHAPE = """
     SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
       FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2
@@ -38,20 +41,10 @@ def load_reference(dsn):
 @pytest.fixture
 def reference_database(server_dsn):
     """A second fresh database holding the reference DDL."""
-    from tests.conftest import dsn_with_database
-    import uuid
-
-    name = f"wombat_ref_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(server_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    dsn = dsn_with_database(server_dsn, name)
+    dsn = create_database(server_dsn, "wombat_ref")
     load_reference(dsn)
     yield dsn
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    drop_database(server_dsn, dsn)
 
 
 def test_available_migrations_are_numbered_in_order():
@@ -64,7 +57,8 @@ def test_db_init_creates_reference_schema(database, reference_database):
     result = run_cli("db", "init", env={"DATABASE_URL": database})
     assert result.exit_code == 0, result.output
     for shape in (COLUMN_SHAPE, INDEX_SHAPE):
-        assert query(database, shape, (list(BACKEND_TABLES),)) == query(reference_database, shape, (list(BACKEND_TABLES),))
+        tables = (list(BACKEND_TABLES),)
+        assert query(database, shape, tables) == query(reference_database, shape, tables)
     ours = [row for row in query(database, CONSTRAINT_SHAPE) if row[0] in BACKEND_TABLES]
     assert ours == query(reference_database, CONSTRAINT_SHAPE)
     assert query(database, "SELECT code, name, country, timezone, is_active FROM exchange ORDER BY id") == [
