@@ -1,12 +1,16 @@
 """Settings from the environment and .env files."""
 
-import os
 from pathlib import Path
 
 import pytest
 
 from wombat_collect.config import (
-    DEFAULT_KIS_REAL_URL, DEFAULT_KIS_VIRTUAL_URL, database_url, load_settings, mask_dsn, read_environment,
+    DEFAULT_KIS_REAL_URL,
+    DEFAULT_KIS_VIRTUAL_URL,
+    database_url,
+    load_settings,
+    mask_dsn,
+    read_environment,
 )
 from wombat_collect.errors import ConfigError
 

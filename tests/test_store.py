@@ -5,7 +5,6 @@ from decimal import Decimal
 
 import pytest
 
-from tests.conftest import query
 from wombat_collect.db import store
 from wombat_collect.db.migrate import apply_migrations
 from wombat_collect.records import Candle, ExchangeInfo, SymbolRecord, UpsertCounts

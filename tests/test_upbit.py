@@ -133,4 +133,5 @@ def test_remaining_requests_reads_sec():
 
 
 def test_candle_closes_at_next_utc_midnight():
-    assert upbit.candle_closes_at(datetime(2025, 7, 1, tzinfo=timezone.utc)) == datetime(2025, 7, 2, tzinfo=timezone.utc)
+    start = datetime(2025, 7, 1, tzinfo=timezone.utc)
+    assert upbit.candle_closes_at(start) == datetime(2025, 7, 2, tzinfo=timezone.utc)

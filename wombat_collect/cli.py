@@ -5,8 +5,9 @@ Flow: bin/* -> cli -> jobs -> collectors/* (HTTP) and db/* (SQL).
 
 import contextlib
 import logging
+import math
 import sys
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import click
 
@@ -16,6 +17,9 @@ from wombat_collect.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, ConfigError
 EXIT_CRITICAL = 2  # `status`: monitoring-plugin CRITICAL
 
 EXCHANGE_CHOICES = ("all", "upbit", "kis")
+MAX_DAYS_BACK = 36500  # a hundred years: more than any exchange has, less than `date` can subtract
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+EARLIEST_SINCE = date(1980, 1, 1)  # no candle before it passes validation (validate.EARLIEST_SANE_DATE)
 
 logger = logging.getLogger("wombat_collect")
 
@@ -41,8 +45,39 @@ class App:
         return self._settings
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A click.FloatRange that also refuses nan and inf (which would wait or age forever)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 class WombatGroup(click.Group):
-    """A click group that turns WombatError into one log line and its exit code."""
+    """A click group that turns WombatError into one log line and its exit code, and a usage error into one line."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Run the command; in standalone mode show a usage error as one stderr line (exit 2), not click's four."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except NO_ARGS_IS_HELP as error:  # a bare group: show its help, as click does
+            error.show()
+            sys.exit(error.exit_code)
+        except click.UsageError as error:
+            where = error.ctx.command_path if error.ctx else (prog_name or "wombat-collect")
+            click.echo(f"{where}: {' '.join(error.format_message().split())} (see {where} --help)", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(EXIT_FAILED)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
 
     def invoke(self, ctx):
         try:
@@ -77,7 +112,7 @@ def exchange_option(function):
 
 def wait_option(function):
     """Given a command function, add the --wait SECONDS option to it."""
-    return click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, metavar="SECONDS",
+    return click.option("--wait", type=FiniteFloatRange(min=0), default=0, show_default=True, metavar="SECONDS",
                         help="Wait this long for a running copy of this job to finish (else exit 75).")(function)
 
 
@@ -107,7 +142,8 @@ def symbols(ctx, exchange, wait):
 @exchange_option
 @click.option("--market", "markets", multiple=True, metavar="M", help="Only this market (repeatable).")
 @click.option("--symbol", "symbol_names", multiple=True, metavar="S", help="Only this symbol (repeatable).")
-@click.option("--days-back", type=click.IntRange(min=1), help="The last N days, whatever is stored.")
+@click.option("--days-back", type=click.IntRange(min=1, max=MAX_DAYS_BACK),
+              help="The last N days, whatever is stored.")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="From this date (YYYY-MM-DD).")
 @click.option("--full", is_flag=True, help="Everything the exchange has.")
 @click.option("--include-open", is_flag=True, help="Also store today's running candle.")
@@ -121,7 +157,7 @@ def prices(ctx, exchange, markets, symbol_names, days_back, since, full, include
 
     app = ctx.obj
     window = parse_window(days_back, since.date() if since else None, full)
-    collectors = select_collectors(load_collectors(exchange), markets)
+    collectors = select_collectors(load_collectors(exchange), markets, symbol_names)
     settings = app.settings()
     clients = {collector.EXCHANGE.code: (collector, collector.open_client(settings)) for collector in collectors}
     options = jobs.PriceOptions(include_open=include_open, dry_run=dry_run, workers=settings.workers)
@@ -130,7 +166,8 @@ def prices(ctx, exchange, markets, symbol_names, days_back, since, full, include
     def work(code, dsn, exchange_id):
         collector, client = clients[code]
         own_markets = [market for market in markets if market in collector.MARKETS]
-        return run_prices(app, dsn, exchange_id, collector, client, own_markets, symbol_names, window, options)
+        own_symbols = own_symbol_names(collector, symbol_names)
+        return run_prices(app, dsn, exchange_id, collector, client, own_markets, own_symbols, window, options)
 
     finish(run_job(settings, request, lambda: open_database(app, collectors), work, options))
 
@@ -157,7 +194,7 @@ def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, 
 @cli.command()
 @exchange_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--max-age", type=click.FloatRange(min=0, min_open=True), default=26, show_default=True,
+@click.option("--max-age", type=FiniteFloatRange(min=0, min_open=True), default=26, show_default=True,
               metavar="HOURS", help="Critical when a job's last success is older.")
 @click.option("--lag-days", type=click.IntRange(min=0), default=3, show_default=True, metavar="DAYS",
               help="Warn about active symbols this far behind their exchange's newest candle.")
@@ -207,6 +244,9 @@ def parse_window(days_back, since, full):
         raise click.UsageError(f"{' and '.join(chosen)} exclude each other")
     if since and since > datetime.now(timezone.utc).date():
         raise click.BadParameter(f"{since} is in the future", param_hint="--since")
+    if since and since < EARLIEST_SINCE:
+        raise click.BadParameter(f"{since} is before {EARLIEST_SINCE} (use --full for all history)",
+                                 param_hint="--since")
     if days_back:
         return Window("days_back", days=days_back)
     if since:
@@ -226,19 +266,35 @@ def load_collectors(exchange):
     return collectors
 
 
-def select_collectors(collectors, markets):
-    """Given collectors and --market values, keep the collectors owning any of them.
+def select_collectors(collectors, markets, symbol_names=()):
+    """Given collectors, --market and --symbol values, keep the collectors owning any of them.
 
-    Raise click.BadParameter naming a market that no selected exchange has.
+    Raise click.BadParameter naming a market that no selected exchange has, or a
+    symbol no selected exchange could list; click.UsageError if the two select no
+    exchange together.
     """
-    if not markets:
-        return collectors
-    known = {market for collector in collectors for market in collector.MARKETS}
-    unknown = [market for market in markets if market not in known]
+    unknown = [market for market in markets if not any(market in collector.MARKETS for collector in collectors)]
     if unknown:
-        raise click.BadParameter(f"unknown market {', '.join(unknown)} (known: {', '.join(sorted(known))})",
+        known = sorted({market for collector in collectors for market in collector.MARKETS})
+        raise click.BadParameter(f"unknown market {', '.join(unknown)} (known: {', '.join(known)})",
                                  param_hint="--market")
-    return [collector for collector in collectors if set(markets) & set(collector.MARKETS)]
+    malformed = [name for name in symbol_names if not any(own_symbol_names(collector, [name])
+                                                          for collector in collectors)]
+    if malformed:
+        examples = "; ".join(f"{collector.EXCHANGE.code}: {collector.SYMBOL_EXAMPLE}" for collector in collectors)
+        raise click.BadParameter(f"no selected exchange has a symbol like {', '.join(malformed)} "
+                                 f"(symbols look like {examples})", param_hint="--symbol")
+    chosen = [collector for collector in collectors
+              if (not markets or set(markets) & set(collector.MARKETS))
+              and (not symbol_names or own_symbol_names(collector, symbol_names))]
+    if not chosen:
+        raise click.UsageError("--market and --symbol select no exchange together")
+    return chosen
+
+
+def own_symbol_names(collector, symbol_names):
+    """Given a collector and --symbol values, return those shaped like that exchange's symbols."""
+    return [name for name in symbol_names if collector.SYMBOL_PATTERN.fullmatch(name)]
 
 
 def _import_collector(code):

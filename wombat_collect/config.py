@@ -4,10 +4,13 @@ Every variable is listed in the README's configuration table. Bad values raise
 ConfigError with one line naming the variable; secrets never appear in it.
 """
 
+import logging
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from wombat_collect.errors import ConfigError
 
@@ -23,6 +26,10 @@ DEFAULT_BACKFILL_DAYS = 365
 DEFAULT_WORKERS = 8
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
+SECRET_VARIABLES = ("POSTGRES_PASSWORD", "KIS_APP_KEY", "KIS_APP_SECRET")  # and DATABASE_URL with a password
+SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,13 +73,38 @@ def read_environment(env_file=None, environ=None):
             return environ
     try:
         with open(path, encoding="utf-8") as stream:
+            mode = os.fstat(stream.fileno()).st_mode
             file_values = dotenv_values(stream=stream)
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or type(error).__name__
+        if isinstance(error, UnicodeDecodeError):
+            reason = f"not UTF-8 text (byte {error.start})"
         raise ConfigError(f"cannot read env file {path}: {reason}") from None
     merged = {name: value for name, value in file_values.items() if value is not None}
+    warn_if_exposed(path, mode, merged)
     merged.update(environ)
     return merged
+
+
+def warn_if_exposed(path, mode, file_values):
+    """Given an env file's path, mode and values, warn (one line) if every user may read its secrets."""
+    if not stat.S_ISREG(mode) or not mode & stat.S_IROTH:
+        return
+    names = [name for name in SECRET_VARIABLES if (file_values.get(name) or "").strip()]
+    if _dsn_has_password(file_values.get("DATABASE_URL")):
+        names.append("DATABASE_URL")
+    if names:
+        logger.warning("env file %s holds secrets (%s) but every user may read it (mode %04o); run: chmod 600 %s",
+                       path, ", ".join(names), stat.S_IMODE(mode), path)
+
+
+def _dsn_has_password(dsn):
+    import psycopg2.extensions
+
+    try:
+        return bool((dsn or "").strip() and psycopg2.extensions.parse_dsn(dsn.strip()).get("password"))
+    except psycopg2.ProgrammingError:
+        return False
 
 
 def load_settings(variables):
@@ -116,9 +148,13 @@ def database_url(variables):
     url = (variables.get("DATABASE_URL") or "").strip()
     if url:
         try:
-            psycopg2.extensions.parse_dsn(url)
+            parts = psycopg2.extensions.parse_dsn(url)
         except psycopg2.ProgrammingError:
             raise ConfigError("DATABASE_URL is not a valid libpq connection URI") from None
+        if not all(port.isdigit() and 1 <= int(port) <= 65535 for port in parts.get("port", "5432").split(",")):
+            raise ConfigError("DATABASE_URL has a port that is not a number between 1 and 65535")
+        if parts.get("sslmode", "prefer") not in SSL_MODES:
+            raise ConfigError(f"DATABASE_URL has an unknown sslmode (use one of {', '.join(sorted(SSL_MODES))})")
         return url
     server = (variables.get("POSTGRES_SERVER") or "").strip()
     if not server:
@@ -178,10 +214,16 @@ def _path(variables, name, default):
 
 
 def _url(variables, name, default):
+    """Given a variable name, return its http(s) URL without a trailing slash. Raise ConfigError if malformed."""
     value = (variables.get(name) or "").strip().rstrip("/")
     if not value:
         return default
-    if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number in range
+        valid = False
+    if not valid or any(character.isspace() for character in value):
         raise ConfigError(f"{name} must be an http(s) URL")
     return value
 

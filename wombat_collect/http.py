@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from wombat_collect import __version__
 from wombat_collect.errors import ExchangeBlocked, ExchangeError, SymbolNotFound, TokenExpired
+from wombat_collect.logging_setup import redact
 
 USER_AGENT = f"wombat-collect/{__version__}"
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -24,8 +25,28 @@ MAX_THROTTLE_RETRIES = 8
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 10.0
 SNIPPET_LENGTH = 80
+UNREACHABLE_AFTER_GIVE_UPS = 3  # requests in a row that never got any answer: the exchange is down
+NETWORK_REASONS = (  # (text in the exception, what the operator reads), first match wins
+    ("Connection refused", "connection refused"),
+    ("NameResolutionError", "cannot resolve the host name"),
+    ("Name or service not known", "cannot resolve the host name"),
+    ("Connection reset", "connection reset by the server"),
+    ("RemoteDisconnected", "connection closed without an answer"),
+    ("IncompleteRead", "answer cut short (connection closed mid-body)"),
+    ("Network is unreachable", "network unreachable"),
+    ("No route to host", "no route to host"),
+)
 
 logger = logging.getLogger(__name__)
+
+
+class ExchangeUnreachable(ExchangeBlocked):
+    """No answer at all (refused, reset, timed out) through every retry: stop that exchange's run.
+
+    Raised when the host never answered during the run, or when several requests
+    in a row gave up without any answer between them; one symbol's network
+    trouble while the others get answers stays that symbol's failure.
+    """
 
 
 class Verdict(enum.Enum):
@@ -59,8 +80,11 @@ def parse_json(text):
 
 
 def snippet(text):
-    """Given a body, return its start on one line, for an error message."""
-    flat = " ".join(text.split())
+    """Given a body, return its start on one line for an error message, known secrets masked.
+
+    Masked before it is cut: a secret cut in half would no longer be recognised later.
+    """
+    flat = " ".join(redact(text).split())
     return flat[:SNIPPET_LENGTH] + ("…" if len(flat) > SNIPPET_LENGTH else "")
 
 
@@ -93,6 +117,8 @@ class HttpClient:
         self._requests = requests
         self._counter_lock = threading.Lock()
         self.counters = {"requests": 0, "throttled": 0, "retried": 0}
+        self._answered = False  # any HTTP answer from the host during this run
+        self._silent_give_ups = 0  # requests in a row that gave up without any answer
 
     def session(self):
         """Return this thread's requests.Session (sessions are not thread-safe)."""
@@ -107,13 +133,15 @@ class HttpClient:
     def request_json(self, method, path, group, params=None, body=None, headers=None):
         """Given a request, return the parsed JSON payload of its successful answer.
 
-        Raise ExchangeBlocked on a block, SymbolNotFound on an unknown symbol, and
+        Raise ExchangeBlocked on a block, ExchangeUnreachable (a kind of block) when
+        the host does not answer at all, SymbolNotFound on an unknown symbol, and
         ExchangeError when retries are exhausted or the answer is a client error.
         """
-        renewed = False
+        renewed = answered = False
         transient = throttled = 0
         while True:
-            answer, problem = self._send(method, path, group, params, body, headers)
+            answer, problem, reached = self._send(method, path, group, params, body, headers)
+            answered = answered or reached
             verdict, message = self.classify(answer) if answer else (Verdict.RETRY, problem)
             if verdict is Verdict.OK:
                 return answer.payload
@@ -126,6 +154,9 @@ class HttpClient:
             elif verdict is Verdict.AUTH and self.authenticator and not renewed:
                 self.authenticator.invalidate()
                 renewed = True
+            elif not answered and self._gave_up_unanswered():
+                raise ExchangeUnreachable(f"{self.name}: cannot reach {self.base_url}: {message} "
+                                          f"(gave up after {transient + 1} attempts)")
             else:
                 raise self._error(verdict, message, path)
 
@@ -144,13 +175,17 @@ class HttpClient:
                 if response.status_code < 500:
                     break
             except self._requests.RequestException as error:
-                problem = _describe(error)
+                problem = _describe(error, self.timeout[1])
             if attempt < MAX_TRANSIENT_RETRIES:
                 self._back_off(None, attempt, "retried", problem)
         raise ExchangeError(f"{self.name}: cannot download {url}: {problem}")
 
     def _send(self, method, path, group, params, body, headers):
-        """Send once under the group's pacer; return (Answer, None), or (None, reason) on a network error."""
+        """Send once under the group's pacer.
+
+        Return (Answer, None, True), or (None, reason, reached) on a network error;
+        `reached` tells whether the host began to answer (a body cut short) or not at all.
+        """
         self.limiters[group].acquire()
         all_headers = dict(headers or {})
         if self.authenticator:
@@ -163,11 +198,21 @@ class HttpClient:
             )
             text = response.text
         except self._requests.RequestException as error:
-            return None, _describe(error)
+            reached = isinstance(error, (self._requests.exceptions.ChunkedEncodingError,
+                                         self._requests.exceptions.ContentDecodingError))
+            if reached:
+                self._note_answer()
+            return None, _describe(error, self.timeout[1]), reached
+        self._note_answer()
         if self.remaining_of:
             self.limiters[group].observe_remaining(self.remaining_of(response.headers))
         content_type = response.headers.get("Content-Type", "")
-        return Answer(response.status_code, parse_json(text), text, content_type), None
+        return Answer(response.status_code, parse_json(text), text, content_type), None, True
+
+    def _note_answer(self):
+        with self._counter_lock:
+            self._answered = True
+            self._silent_give_ups = 0
 
     def _back_off(self, group, attempt, counter, message):
         seconds = backoff_seconds(attempt)
@@ -190,13 +235,31 @@ class HttpClient:
             return ExchangeError(f"{text} (gave up after retries)")
         return ExchangeError(text)
 
+    def _gave_up_unanswered(self):
+        """Count a request that got no answer through its retries; return whether the host is down."""
+        with self._counter_lock:
+            self._silent_give_ups += 1
+            return not self._answered or self._silent_give_ups >= UNREACHABLE_AFTER_GIVE_UPS
+
     def _count(self, counter):
         with self._counter_lock:
             self.counters[counter] += 1
 
 
-def _describe(error):
-    """Given a requests exception, return a short reason without URLs' query strings."""
+def _describe(error, read_timeout=None):
+    """Given a requests exception, return a short plain reason: no URL, no query string, no object ids."""
+    import requests
+
+    text = str(error)
+    if isinstance(error, requests.ConnectTimeout):
+        return f"connect timed out after {CONNECT_TIMEOUT_SECONDS:g}s"
+    if isinstance(error, requests.Timeout):
+        return f"no answer within {read_timeout:g}s (read timeout)" if read_timeout else "read timed out"
+    if isinstance(error, requests.exceptions.SSLError):
+        return f"TLS error: {snippet(text.split('(Caused by', 1)[-1].strip(' )'))}"
+    for needle, reason in NETWORK_REASONS:
+        if needle in text:
+            return reason
     kind = type(error).__name__
-    reason = str(error).split("(Caused by", 1)[-1].strip(" )")
+    reason = text.split("(Caused by", 1)[-1].strip(" )")
     return f"{kind}: {snippet(reason)}" if reason else kind

@@ -12,7 +12,7 @@ import os
 import sys
 from datetime import datetime, timezone
 
-SECRET_MASK = "***"
+MASK = "***"  # what a registered secret is replaced with
 SYSLOG_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 MINIMUM_SECRET_LENGTH = 4
 
@@ -20,15 +20,17 @@ _secrets = set()
 
 
 def register_secret(value):
-    """Given a secret (password, key, token), mask it in every log line from now on."""
+    """Given a secret (password, key, token), mask it, and its URL-encoded forms, in every log line from now on."""
+    from urllib.parse import quote, quote_plus
+
     if value and len(value) >= MINIMUM_SECRET_LENGTH:
-        _secrets.add(value)
+        _secrets.update({value, quote(value, safe=""), quote_plus(value)})
 
 
 def redact(text):
     """Given text, return it with every registered secret replaced by ***."""
     for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, SECRET_MASK)
+        text = text.replace(secret, MASK)
     return text
 
 
@@ -44,6 +46,7 @@ class RedactingFormatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info and logging.getLogger().isEnabledFor(logging.DEBUG):
             message = f"{message}\n{self.formatException(record.exc_info)}"
+        message = redact(message)  # before JSON escaping can hide a secret holding a quote or backslash
         if self.style_name == "json":
             line = json.dumps({
                 "time": _timestamp(record),

@@ -3,6 +3,8 @@ branch on the exchange:
 
     EXCHANGE            ExchangeInfo for the `exchange` row
     MARKETS             the market names `--market` accepts
+    SYMBOL_PATTERN      a compiled regex a `--symbol` of this exchange fully matches
+    SYMBOL_EXAMPLE      a symbol shown in the error when none matches
     LISTING_GROUPS      the markets each listing download covers (None: all at once)
     REBASE_ON_CHANGE    whether changed history means a new adjustment basis
     open_client(settings)                        -> HttpClient (raise ConfigError early)

@@ -13,6 +13,7 @@ no corporate-action flag and only a corrected stored row triggers a (harmless)
 re-collection.
 """
 
+import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
@@ -28,9 +29,12 @@ from wombat_collect.errors import ConfigError, ExchangeError
 from wombat_collect.http import HttpClient, Verdict, snippet
 from wombat_collect.ratelimit import RateLimiter
 from wombat_collect.records import Candle, ExchangeInfo, RejectedCandle
+from wombat_collect.validate import EARLIEST_SANE_DATE
 
 EXCHANGE = ExchangeInfo(code="kis", name="Korea Investment & Securities", country="KR", timezone="Asia/Seoul")
 MARKETS = ("KOSPI", "KOSDAQ", "KONEX")
+SYMBOL_PATTERN = re.compile(r"[0-9A-Z]{6,9}")  # what `--symbol` may name: a short code (005930, 00680K, F70101786)
+SYMBOL_EXAMPLE = "005930"
 LISTING_GROUPS = MARKETS  # one master file per market
 REBASE_ON_CHANGE = True  # adjusted history is rewritten after corporate actions (see above)
 PRICES_PATH = "/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice"
@@ -102,15 +106,18 @@ def fetch_daily_candles(client, symbol, start=None):
     """Given a short code and a first date (None: all history), yield its daily candles, newest first.
 
     Pages backwards 100 rows at a time until a short page or `start`; skips `{}`
-    padding and duplicate days. Raise ExchangeError if a page is malformed or
-    does not move backwards.
+    padding and duplicate days. An empty page after a full one ends the history
+    only if asking again confirms it. Raise ExchangeError if a page is malformed
+    or does not move backwards.
     """
-    first = start or EARLIEST_DATE
+    first = max(start or EARLIEST_DATE, EARLIEST_DATE)
     end = datetime.now(KST).date()
     seen = set()
     while True:
         rows = fetch_page(client, symbol, first, end)
-        oldest = min(filter(None, map(trade_date, rows)), default=None)
+        if not rows and seen:
+            rows = fetch_page(client, symbol, first, end)
+        oldest = min((day for day in map(trade_date, rows) if day and day >= first), default=None)
         if oldest is not None and oldest > end:
             raise ExchangeError(f"kis: prices of {symbol} did not move back past {end:%Y-%m-%d}")
         yield from page_candles(rows, first, seen, client.adjusted)
@@ -140,11 +147,15 @@ def fetch_page(client, symbol, first, end):
 
 
 def page_candles(rows, first, seen, adjusted):
-    """Given a page's rows, yield a Candle or RejectedCandle per day not yet seen and not before `first`."""
+    """Given a page's rows, yield a Candle or RejectedCandle per day not yet seen and not before `first`.
+
+    A day before any sane date (validate.EARLIEST_SANE_DATE) is yielded all the
+    same, so validation rejects and counts it instead of it vanishing unnoticed.
+    """
     for row in rows:
         day = trade_date(row)
         if day is not None:
-            if day in seen or day < first:
+            if day in seen or EARLIEST_SANE_DATE.date() <= day < first:
                 continue
             seen.add(day)
         yield parse_candle(row, day, adjusted)

@@ -4,6 +4,7 @@ Facts: ../shared/reference/upbit-api.md. Upbit codes are QUOTE-BASE (`KRW-BTC`);
 the backend stores BASE/QUOTE (`BTC/KRW`).
 """
 
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -11,9 +12,12 @@ from wombat_collect.errors import ExchangeError
 from wombat_collect.http import HttpClient, Verdict, snippet
 from wombat_collect.ratelimit import RateLimiter
 from wombat_collect.records import Candle, ExchangeInfo, RejectedCandle, SymbolRecord
+from wombat_collect.validate import EARLIEST_SANE_DATE
 
 EXCHANGE = ExchangeInfo(code="upbit", name="Upbit", country="KR", timezone="Asia/Seoul")
 MARKETS = ("KRW", "BTC", "USDT")
+SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{1,20}/(KRW|BTC|USDT)")  # what `--symbol` may name: BASE/QUOTE
+SYMBOL_EXAMPLE = "BTC/KRW"
 LISTING_GROUPS = (None,)  # one call lists every quote market
 REBASE_ON_CHANGE = False  # finished candles never change
 SYMBOL_TYPE = "CRYPTO"
@@ -65,8 +69,10 @@ def fetch_daily_candles(client, symbol, start=None):
     """Given a BASE/QUOTE symbol and a first date (None: all history), yield its daily candles.
 
     Newest first, the running candle included; pages backwards with the exclusive
-    `to` cursor. Raise SymbolNotFound for an unknown market, ExchangeError if a
-    page is malformed or does not move the cursor backwards.
+    `to` cursor. An empty page after a full one ends the history only if asking
+    again confirms it (a glitch must not cut the history short). Raise
+    SymbolNotFound for an unknown market, ExchangeError if a page is malformed or
+    does not move the cursor backwards.
     """
     market = market_code(symbol)
     cursor = None
@@ -75,6 +81,8 @@ def fetch_daily_candles(client, symbol, start=None):
         if cursor:
             params["to"] = cursor.strftime("%Y-%m-%dT%H:%M:%SZ")
         page = client.request_json("GET", CANDLES_PATH, "candles", params=params)
+        if page == [] and cursor:
+            page = client.request_json("GET", CANDLES_PATH, "candles", params=params)
         if not isinstance(page, list):
             raise ExchangeError(f"upbit: candles of {market} are not a list: {snippet(str(page))}")
         oldest = None
@@ -84,8 +92,8 @@ def fetch_daily_candles(client, symbol, start=None):
                 if cursor and candle.timestamp >= cursor:
                     raise ExchangeError(f"upbit: candles of {market} did not move back past {cursor:%Y-%m-%d}")
                 oldest = candle.timestamp if oldest is None else min(oldest, candle.timestamp)
-                if start and candle.timestamp.date() < start:
-                    continue
+                if start and EARLIEST_SANE_DATE <= candle.timestamp and candle.timestamp.date() < start:
+                    continue  # before the window (an insane date goes on, to be rejected and counted)
             yield candle
         if len(page) < PAGE_SIZE or oldest is None or (start and oldest.date() <= start):
             return
