@@ -12,12 +12,26 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
 from wombat_collect.db import store
-from wombat_collect.db.connection import connect, first_line
+from wombat_collect.db.connection import (
+    ConnectionLost,
+    DatabaseUnusable,
+    connect,
+    connect_options,
+    database_errors,
+    first_line,
+)
 from wombat_collect.errors import (
-    ConfigError, DatabaseError, ExchangeBlocked, ExchangeError, Interrupted, SymbolNotFound,
+    ConfigError,
+    DatabaseError,
+    ExchangeBlocked,
+    ExchangeError,
+    Interrupted,
+    SymbolNotFound,
 )
 from wombat_collect.records import Candle, UpsertCounts
 from wombat_collect.validate import candle_problem
+
+RECONNECT_DELAYS = (0.5, 2.0)  # seconds before each new connection a symbol's write tries after losing one
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +104,10 @@ def prepare_database(dsn, collectors):
 
     connection = connect(dsn)
     try:
-        apply_migrations(connection)
-        with connection:
-            return store.ensure_exchanges(connection, [module.EXCHANGE for module in collectors])
-    except _database_errors() as error:
-        raise DatabaseError(f"database error while preparing the schema: {first_line(error)}") from None
+        with database_errors("preparing the schema", connection):
+            apply_migrations(connection)
+            with connection:
+                return store.ensure_exchanges(connection, [module.EXCHANGE for module in collectors])
     finally:
         connection.close()
 
@@ -136,8 +149,9 @@ def collect_listing_if_empty(dsn, exchange_id, collector, client):
     """
     connection = connect(dsn)
     try:
-        if store.stored_symbols(connection, exchange_id):
-            return None
+        with database_errors("reading the stored symbols", connection):
+            if store.stored_symbols(connection, exchange_id):
+                return None
     finally:
         connection.close()
     logger.info("prices %s: no symbols stored yet, collecting the listing first", collector.EXCHANGE.code)
@@ -157,7 +171,7 @@ def _store_listing(dsn, exchange_id, group, records):
     """
     connection = connect(dsn)
     try:
-        with connection:
+        with database_errors("storing the listing", connection), connection:
             stored = [item for item in store.stored_symbols(connection, exchange_id)
                       if group is None or item.market == group]
             listed = {record.symbol for record in records}
@@ -170,8 +184,6 @@ def _store_listing(dsn, exchange_id, group, records):
             counts = store.upsert_symbols(connection, exchange_id, records)
             deactivated = store.set_symbols_active(connection, missing, False)
         return counts, deactivated
-    except _database_errors() as error:
-        raise DatabaseError(first_line(error)) from None
     finally:
         connection.close()
 
@@ -183,7 +195,8 @@ def select_symbols(dsn, exchange_id, markets=(), symbols=()):
     """
     connection = connect(dsn)
     try:
-        stored = store.stored_symbols(connection, exchange_id)
+        with database_errors("reading the stored symbols", connection):
+            stored = store.stored_symbols(connection, exchange_id)
     finally:
         connection.close()
     known = {item.symbol for item in stored}
@@ -205,7 +218,8 @@ def plan_starts(dsn, targets, window, backfill_days, today):
         return {item.id: today - timedelta(days=window.days) for item in targets}
     connection = connect(dsn)
     try:
-        newest = store.newest_timestamps(connection, [item.id for item in targets])
+        with database_errors("reading the newest stored candles", connection):
+            newest = store.newest_timestamps(connection, [item.id for item in targets])
     finally:
         connection.close()
     fallback = today - timedelta(days=backfill_days)
@@ -243,11 +257,12 @@ def collect_prices(dsn, exchange_id, collector, client, targets, starts, options
 
 
 def _open_pool(dsn, workers):
+    import psycopg2
     from psycopg2.pool import ThreadedConnectionPool
 
     try:
-        return ThreadedConnectionPool(1, workers, dsn, connect_timeout=10, application_name="wombat-collect")
-    except _database_errors() as error:
+        return ThreadedConnectionPool(1, workers, dsn, **connect_options(dsn))
+    except psycopg2.Error as error:
         raise DatabaseError(f"cannot connect to the database: {first_line(error)}") from None
 
 
@@ -255,7 +270,7 @@ def _record_outcome(result, future, symbol, stop, progress):
     """Given a finished future, add its SymbolOutcome (or its fatal error) to the result."""
     try:
         outcome = future.result()
-    except ExchangeBlocked as error:
+    except (ExchangeBlocked, DatabaseUnusable) as error:
         if not result.fatal:
             logger.error("%s", error)
             result.fatal = str(error)
@@ -277,14 +292,14 @@ def _record_outcome(result, future, symbol, stop, progress):
 
 
 class StoppedEarly(Exception):
-    """The run is stopping (block or signal): the symbol was left untouched."""
+    """The run is stopping (block, unusable database or signal): the symbol was left untouched."""
 
 
 def collect_symbol_prices(pool, collector, client, symbol, start, options, stop):
     """Given one StoredSymbol, fetch its candles from `start` and write them in one transaction.
 
-    Return a SymbolOutcome. Raise ExchangeBlocked to stop the run, StoppedEarly
-    if the run is stopping.
+    Return a SymbolOutcome. Raise ExchangeBlocked or DatabaseUnusable to stop
+    the run, StoppedEarly if the run is stopping.
     """
     if stop.is_set():
         raise StoppedEarly
@@ -294,9 +309,8 @@ def collect_symbol_prices(pool, collector, client, symbol, start, options, stop)
             return SymbolOutcome(symbol.symbol, UpsertCounts(unchanged=len(candles)), len(rejected))
         rows = write_candles(pool, collector, client, symbol, start, candles, options, stop)
     except SymbolNotFound as error:
-        _deactivate_unknown(pool, symbol, error)
-        return SymbolOutcome(symbol.symbol, skipped=True)
-    except ExchangeBlocked:
+        return _skip_unknown(pool, symbol, error)
+    except (ExchangeBlocked, DatabaseUnusable):
         raise
     except (ExchangeError, DatabaseError) as error:
         return SymbolOutcome(symbol.symbol, error=str(error))
@@ -328,12 +342,37 @@ def write_candles(pool, collector, client, symbol, start, candles, options, stop
     When the collector's history is adjusted (REBASE_ON_CHANGE) and the fetch
     shows a corporate action or a changed stored row, the symbol's whole stored
     range is fetched again in the same transaction, so every row shares one basis.
-    Return UpsertCounts. Raise DatabaseError on a database failure.
+    A connection the database dropped (restart, terminated backend) rolled the
+    transaction back: the write is tried again on a new connection, after each
+    of RECONNECT_DELAYS. Return UpsertCounts. Raise DatabaseError on a database
+    failure; DatabaseUnusable when every symbol would fail alike, as when no new
+    connection can be opened after the last delay (the server is down).
     """
-    connection = pool.getconn()
-    broken = False
+    retry = False
+    for delay in (*RECONNECT_DELAYS, None):
+        try:
+            return _write_candles_once(pool, collector, client, symbol, start, candles, options, stop, retry)
+        except ConnectionLost as error:
+            if delay is None and isinstance(error, CannotReconnect):
+                raise DatabaseUnusable(str(error)) from None
+            if delay is None or stop.is_set():
+                raise
+            logger.warning("prices %s %s: %s; writing it again on a new connection in %.1fs",
+                           collector.EXCHANGE.code, symbol.symbol, error, delay)
+            if stop.wait(delay):
+                raise StoppedEarly from None
+            retry = True
+    raise AssertionError("unreachable")
+
+
+def _write_candles_once(pool, collector, client, symbol, start, candles, options, stop, retry=False):
+    """Given a symbol's candles, write them in one transaction on a pooled connection. Return UpsertCounts.
+
+    On a retry the connection is checked first: the pool may still hold others the server dropped.
+    """
+    connection = _live_connection(pool) if retry else _pooled_connection(pool)
     try:
-        with connection:
+        with database_errors("writing its candles", connection), connection:
             rows, updated = store.upsert_candles(connection, symbol.id, candles)
             if collector.REBASE_ON_CHANGE and (updated or any(c.corporate_action for c in candles)):
                 oldest = store.oldest_timestamp(connection, symbol.id)
@@ -343,24 +382,63 @@ def write_candles(pool, collector, client, symbol, start, candles, options, stop
                     again, _ = fetch_valid_candles(collector, client, symbol.symbol, oldest.date(), options, stop)
                     rows = rows + store.upsert_candles(connection, symbol.id, again)[0]
         return rows
-    except _database_errors() as error:
-        broken = connection.closed != 0
-        raise DatabaseError(first_line(error)) from None
     finally:
-        pool.putconn(connection, close=broken)
+        pool.putconn(connection, close=connection.closed != 0)
+
+
+class CannotReconnect(ConnectionLost):
+    """The pool could not open a new connection."""
+
+
+def _pooled_connection(pool):
+    """Given the pool, return a connection from it. Raise CannotReconnect if a new one cannot be opened."""
+    import psycopg2
+
+    try:
+        return pool.getconn()
+    except psycopg2.Error as error:
+        raise CannotReconnect(f"cannot connect to the database: {first_line(error)}") from None
+
+
+def _skip_unknown(pool, symbol, error):
+    """Given a symbol the exchange no longer knows, deactivate it; return its SymbolOutcome (skipped)."""
+    try:
+        _deactivate_unknown(pool, symbol, error)
+    except DatabaseUnusable:
+        raise
+    except DatabaseError as failure:
+        return SymbolOutcome(symbol.symbol, error=str(failure))
+    return SymbolOutcome(symbol.symbol, skipped=True)
+
+
+def _live_connection(pool):
+    """Given the pool, return a connection that answers, closing the dead ones it hands out first."""
+    import psycopg2
+
+    for _ in range(pool.maxconn):
+        connection = _pooled_connection(pool)
+        try:
+            store.ping(connection)
+            return connection
+        except psycopg2.Error:
+            pool.putconn(connection, close=True)
+    return _pooled_connection(pool)
 
 
 def _deactivate_unknown(pool, symbol, error):
-    """Given a symbol the exchange no longer knows, mark it inactive (skip on a dry run)."""
+    """Given a symbol the exchange no longer knows, mark it inactive (skip on a dry run).
+
+    Raise DatabaseError if that fails.
+    """
     logger.warning("%s: %s; marking it inactive", symbol.symbol, error)
     if pool is None:
         return
-    connection = pool.getconn()
+    connection = _pooled_connection(pool)
     try:
-        with connection:
+        with database_errors("marking it inactive", connection), connection:
             store.set_symbols_active(connection, [symbol.id], False)
     finally:
-        pool.putconn(connection)
+        pool.putconn(connection, close=connection.closed != 0)
 
 
 @dataclass
@@ -375,8 +453,3 @@ class PriceOptions:
     stop_event: threading.Event | None = None
     interrupted: int | None = None
 
-
-def _database_errors():
-    import psycopg2
-
-    return (psycopg2.Error,)

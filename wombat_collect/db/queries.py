@@ -12,7 +12,7 @@ def parse_named_statements(text):
     """Given the text of a .sql file, return {name: statement} for each `-- name:` block."""
     pieces = NAME_HEADER.split(text)
     statements = {}
-    for name, body in zip(pieces[1::2], pieces[2::2]):
+    for name, body in zip(pieces[1::2], pieces[2::2], strict=False):
         statements[name] = body.strip().rstrip(";")
     return statements
 

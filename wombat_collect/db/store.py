@@ -110,3 +110,10 @@ def candle_copy_buffer(symbol_id, candles, timeframe):
         buffer.write("\t".join("\\N" if value is None else str(value) for value in values) + "\n")
     buffer.seek(0)
     return buffer
+
+
+def ping(connection):
+    """Given a connection, ask the server a trivial question and end the transaction. Raise psycopg2.Error if dead."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement("ping"))
+    connection.rollback()

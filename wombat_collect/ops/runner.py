@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from wombat_collect.config import mask_dsn
-from wombat_collect.db.connection import connect, first_line
-from wombat_collect.errors import DatabaseError, Interrupted, WombatError
+from wombat_collect.db.connection import connect, database_errors, describe_error
+from wombat_collect.errors import Interrupted, WombatError
 from wombat_collect.jobs import JobResult
 from wombat_collect.ops import history, locks, metrics, monitor, signals
 
@@ -82,17 +82,6 @@ def lock_connection(dsn):
         yield connection
     finally:
         connection.close()
-
-
-@contextlib.contextmanager
-def database_errors(doing):
-    """Within the block, turn a psycopg2 error into DatabaseError('database error while <doing>: ...')."""
-    import psycopg2
-
-    try:
-        yield
-    except psycopg2.Error as error:
-        raise DatabaseError(f"database error while {doing}: {first_line(error)}") from None
 
 
 def run_exchange(context, exchange, exchange_id, work):
@@ -161,10 +150,34 @@ def conclude(context, run_id, status, result, report):
     if run_id is None:
         return
     try:
-        history.finish_run(context.connection, run_id, status, result)
+        record_end(context, run_id, status, result)
     except Exception as error:  # never hide the run's own outcome behind a bookkeeping error
         logger.warning("%s %s: cannot record the end of run %d: %s", result.job, result.exchange, run_id,
-                       first_line(error))
+                       describe_error(error))
+
+
+def record_end(context, run_id, status, result):
+    """Given how a run ended, update its collect_run row on the lock connection.
+
+    When the database dropped that connection (restart, terminated backend),
+    the row is updated on a new one, so it does not stay 'running' and later
+    pass for a killed run. Raise psycopg2.Error or DatabaseError if that fails too.
+    """
+    import psycopg2
+
+    try:
+        history.finish_run(context.connection, run_id, status, result)
+        return
+    except psycopg2.Error as error:
+        if not context.connection.closed:
+            raise
+        logger.warning("%s %s: %s on the connection holding the job's lock; recording run %d on a new one",
+                       result.job, result.exchange, describe_error(error), run_id)
+    connection = connect(context.dsn, autocommit=True)
+    try:
+        history.finish_run(connection, run_id, status, result)
+    finally:
+        connection.close()
 
 
 def banner(context, exchange):

@@ -13,9 +13,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from wombat_collect.db.connection import connect, first_line
+from wombat_collect.db.connection import connect, database_errors
 from wombat_collect.db.queries import statement
-from wombat_collect.errors import DatabaseError
 from wombat_collect.ops import history, locks
 from wombat_collect.records import DAILY
 
@@ -83,13 +82,10 @@ class StatusReport:
 
 def read_report(dsn, exchanges, max_age_hours=DEFAULT_MAX_AGE_HOURS, lag_days=DEFAULT_LAG_DAYS):
     """Given a DSN and exchange codes, return the StatusReport. Raise DatabaseError if the database fails."""
-    import psycopg2
-
     connection = connect(dsn, autocommit=True)
     try:
-        return build_report(connection, exchanges, max_age_hours, lag_days)
-    except psycopg2.Error as error:
-        raise DatabaseError(f"database error while reading the status: {first_line(error)}") from None
+        with database_errors("reading the status", connection):
+            return build_report(connection, exchanges, max_age_hours, lag_days)
     finally:
         connection.close()
 

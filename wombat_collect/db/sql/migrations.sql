@@ -5,6 +5,11 @@ CREATE TABLE IF NOT EXISTS wombat_collect_migration (
     applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
+-- name: migration_table_exists
+-- Checked first: CREATE TABLE IF NOT EXISTS needs CREATE on the schema even when the table exists,
+-- which a role with only DML privileges (tables migrated by their owner) lacks.
+SELECT to_regclass('wombat_collect_migration') IS NOT NULL;
+
 -- name: applied_migrations
 SELECT version FROM wombat_collect_migration ORDER BY version;
 
@@ -18,10 +23,17 @@ SELECT pg_advisory_lock(%(key)s);
 SELECT pg_advisory_unlock(%(key)s);
 
 -- name: existing_columns
-SELECT table_name, column_name
-  FROM information_schema.columns
- WHERE table_schema = current_schema()
-   AND table_name = ANY(%(tables)s);
+-- From pg_catalog, not information_schema: the latter hides the columns of tables the role has no
+-- privilege on, which would read as missing columns instead of the permission error it is.
+SELECT c.relname::text AS table_name, a.attname::text AS column_name
+  FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = current_schema()
+   AND c.relkind IN ('r', 'p')
+   AND c.relname = ANY(%(tables)s)
+   AND a.attnum > 0
+   AND NOT a.attisdropped;
 
 -- name: unique_keys
 -- Each unique index of the given tables, as its table and sorted column list.

@@ -95,3 +95,7 @@ ON CONFLICT (symbol_id, "timestamp", timeframe) DO UPDATE
        (EXCLUDED.open_price, EXCLUDED.high_price, EXCLUDED.low_price, EXCLUDED.close_price,
         EXCLUDED.volume, EXCLUDED.quote_volume)
 RETURNING "timestamp", (xmax = 0) AS inserted;
+
+-- name: ping
+-- Is this pooled connection still alive? (Asked only after the server dropped one.)
+SELECT 1;

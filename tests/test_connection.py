@@ -1,0 +1,438 @@
+"""Database faults: unreachable, silent, restarted mid-run, timeouts, missing privileges, read-only.
+
+Each must end the run with one clear line and the right exit code, never hang, never write
+a partial symbol (one transaction per symbol), and leave the other symbols unaffected where
+the fault allows. A server restart is simulated by terminating the run's backends
+(pg_terminate_backend on application_name 'wombat-collect' in the test's database), not by
+restarting the server the other tests share: to the client both look the same, a dropped
+connection. All against a real PostgreSQL; no database is mocked.
+"""
+
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import psycopg2
+import psycopg2.extensions
+import pytest
+
+from tests.conftest import query, run_cli, stored_prices, upbit_env
+from tests.fakes.upbit_server import CANDLES_PATH, make_upbit_candles
+from tests.ops_support import run, spawn, wait_until
+from wombat_collect.db.connection import (
+    ConnectionLost,
+    DatabaseUnusable,
+    connect,
+    connect_options,
+    database_error,
+    describe_error,
+)
+from wombat_collect.errors import DatabaseError
+
+LAST_DAY = datetime.now(timezone.utc).date() - timedelta(days=1)
+FIRST_DAY = LAST_DAY - timedelta(days=299)
+SINCE = ("--since", FIRST_DAY.isoformat())
+PRICES = ("prices", "--exchange", "upbit", *SINCE)
+TWELVE = tuple(f"KRW-D{number:02d}" for number in range(12))
+THREE = ("KRW-AAA", "KRW-BBB", "KRW-CCC")
+RUN_TIMEOUT = 60
+UTC = timezone.utc
+PRICEDATA_DENIED = "permission denied for table pricedata: wombat-collect needs SELECT, INSERT and UPDATE on it"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def serve(fake, markets, seed=0, first_day=FIRST_DAY):
+    """Given a FakeUpbit and market codes, serve their candles (first_day..LAST_DAY, closed); return them."""
+    candles = {market: make_upbit_candles(market, first_day, LAST_DAY, seed=seed) for market in markets}
+    for market, rows in candles.items():
+        fake.set_candles(market, rows)
+    return candles
+
+
+def expected_prices(candles_by_market):
+    """Given {market: candles}, return the rows stored_prices should give, in its order."""
+    rows = []
+    for market, candles in candles_by_market.items():
+        quote, base = market.split("-")
+        rows += [(f"{base}/{quote}", datetime.fromisoformat(candle["candle_date_time_utc"]).replace(tzinfo=UTC),
+                  candle["opening_price"], candle["high_price"], candle["low_price"], candle["trade_price"],
+                  candle["candle_acc_trade_volume"], candle["candle_acc_trade_price"], "1d") for candle in candles]
+    return sorted(rows, key=lambda row: (row[0], row[1]))
+
+
+def rows_per_symbol(dsn):
+    """Given a DSN, return {symbol: number of stored candles} of the symbols that have any."""
+    return dict(query(dsn, "SELECT s.symbol, count(*) FROM pricedata p JOIN symbol s ON s.id = p.symbol_id"
+                           " GROUP BY s.symbol ORDER BY s.symbol"))
+
+
+def wait_for_symbols(dsn, count):
+    """Given a DSN, wait until `count` symbols have candles committed (the tables may not exist yet)."""
+    def committed():
+        exists = query(dsn, "SELECT to_regclass('pricedata') IS NOT NULL AND to_regclass('symbol') IS NOT NULL")
+        return exists[0][0] and len(rows_per_symbol(dsn)) >= count
+
+    wait_until(committed, timeout=RUN_TIMEOUT, interval=0.005)
+
+
+def execute(dsn, *statements):
+    """Given a DSN and SQL statements, run them in autocommit."""
+    connection = psycopg2.connect(dsn)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            for sql in statements:
+                cursor.execute(sql)
+    finally:
+        connection.close()
+
+
+def database_name(dsn):
+    return psycopg2.extensions.parse_dsn(dsn)["dbname"]
+
+
+def terminate_collector(server_dsn, dsn):
+    """Given a database, terminate every backend wombat-collect has open on it. Return how many."""
+    return query(server_dsn, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                             " WHERE application_name = 'wombat-collect' AND datname = %s", (database_name(dsn),))[0][0]
+
+
+def log_lines(stderr, level):
+    """Given a run's stderr, return its log lines of one level (e.g. 'ERROR')."""
+    return [line for line in stderr.splitlines() if f" {level} " in line]
+
+
+def assert_clean_failure(completed, message):
+    """Given a finished run, assert exit 1 and exactly one ERROR line ending with `message`, no traceback."""
+    assert completed.returncode == 1, completed.stderr
+    assert "Traceback" not in completed.stderr + completed.stdout
+    errors = log_lines(completed.stderr, "ERROR")
+    assert len(errors) == 1, completed.stderr
+    assert errors[0].endswith(message), completed.stderr
+
+
+def runs(dsn):
+    return query(dsn, "SELECT status, symbols_ok, symbols_failed, error_summary FROM collect_run ORDER BY id")
+
+
+@pytest.fixture
+def role(server_dsn, database):
+    """Return (name, DSN) of a fresh login role with no privileges in the test's database; dropped after."""
+    name = f"wombat_role_{uuid.uuid4().hex[:10]}"
+    execute(server_dsn, f'CREATE ROLE "{name}" LOGIN')
+    yield name, psycopg2.extensions.make_dsn(database, user=name)
+    execute(database, f'DROP OWNED BY "{name}"')
+    execute(server_dsn, f'DROP ROLE "{name}"')
+
+
+def grant_collector(dsn, role_name, on_pricedata="SELECT, INSERT, UPDATE"):
+    """Given a migrated database, grant a role what wombat-collect needs, with `on_pricedata` (or nothing)."""
+    statements = [
+        f'GRANT USAGE ON SCHEMA public TO "{role_name}"',
+        f'GRANT SELECT, INSERT, UPDATE ON exchange, symbol, collect_run TO "{role_name}"',
+        f'GRANT SELECT ON wombat_collect_migration TO "{role_name}"',
+        f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role_name}"',
+    ]
+    if on_pricedata:
+        statements.append(f'GRANT {on_pricedata} ON pricedata TO "{role_name}"')
+    execute(dsn, *statements)
+
+
+class SilentServer:
+    """A loopback TCP server that accepts connections and never says a word (a hung database host)."""
+
+    def __init__(self):
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(16)
+        self.port = self.socket.getsockname()[1]
+        self.accepted = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self):
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                return
+            self.accepted.append(connection)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.socket.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+# --------------------------------------------------------------------------- unreachable at start
+
+
+def test_prices_database_refusing_connections_exits_1_at_once_with_one_line(fake_upbit):
+    serve(fake_upbit, THREE)
+    started = time.monotonic()
+    completed = run(upbit_env("postgresql://wombat@127.0.0.1:1/wombat", fake_upbit), *PRICES, timeout=30)
+    assert time.monotonic() - started < 10
+    assert_clean_failure(completed, 'cannot connect to the database: connection to server at "127.0.0.1", port 1 '
+                                    "failed: Connection refused")
+    assert fake_upbit.requests == []
+
+
+def test_prices_silent_database_gives_up_after_the_dsn_connect_timeout(fake_upbit):
+    serve(fake_upbit, THREE)
+    with SilentServer() as silent:
+        started = time.monotonic()
+        completed = run(upbit_env(f"postgresql://wombat@127.0.0.1:{silent.port}/wombat?connect_timeout=2",
+                                  fake_upbit), *PRICES, timeout=30)
+        elapsed = time.monotonic() - started
+    assert 2 <= elapsed < 8  # the DSN's 2 s, not the built-in 10 s
+    assert_clean_failure(completed, f'cannot connect to the database: connection to server at "127.0.0.1", port '
+                                    f"{silent.port} failed: timeout expired")
+    assert fake_upbit.requests == []
+
+
+def test_connect_options_leave_what_the_dsn_sets():
+    assert connect_options("postgresql://u@h/d?connect_timeout=3&application_name=cron-job") == {
+        "keepalives": 1, "keepalives_idle": 30}
+    assert connect_options("host=h dbname=d") == {"connect_timeout": 10, "application_name": "wombat-collect",
+                                                  "keepalives": 1, "keepalives_idle": 30}
+
+
+# --------------------------------------------------------------------------- restarted mid-run
+
+
+@pytest.mark.slow
+def test_prices_backends_terminated_mid_run_writes_again_and_finishes(server_dsn, database, fake_upbit):
+    candles = serve(fake_upbit, TWELVE)
+    fake_upbit.latency = 0.02
+    env = upbit_env(database, fake_upbit, WOMBAT_WORKERS="4")
+    process = spawn(env, *PRICES)
+    terminated = []
+    for committed in (3, 7):
+        wait_for_symbols(database, committed)
+        terminated.append(terminate_collector(server_dsn, database))
+    stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
+    assert terminated[0] >= 2  # the run's lock connection and its workers' connection(s)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "lost the database connection (server closed the connection unexpectedly); writing it again on a new " \
+           "connection in 0.5s" in stderr
+    assert "lost the database connection (server closed the connection unexpectedly) on the connection holding " \
+           "the job's lock; recording run 1 on a new one" in stderr
+    assert stored_prices(database) == expected_prices(candles)
+    assert runs(database) == [("succeeded", 12, 0, None)]
+    rerun = run(env, *PRICES)
+    assert rerun.returncode == 0, rerun.stderr
+    assert stored_prices(database) == expected_prices(candles)
+    assert "3,600 rows (0 new, 3,600 unchanged)" in rerun.stdout
+
+
+@pytest.mark.slow
+def test_prices_database_down_mid_run_stops_and_keeps_whole_symbols(server_dsn, database, fake_upbit):
+    candles = serve(fake_upbit, TWELVE)
+    fake_upbit.latency = 0.02
+    env = upbit_env(database, fake_upbit, WOMBAT_WORKERS="2")
+    process = spawn(env, *PRICES)
+    wait_for_symbols(database, 3)
+    name = database_name(database)
+    execute(server_dsn, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')  # down: no new connection either
+    try:
+        terminate_collector(server_dsn, database)
+        stopping = time.monotonic()
+        stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
+        stopped_after = time.monotonic() - stopping
+    finally:
+        execute(server_dsn, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    refused = f'failed: FATAL:  database "{name}" is not currently accepting connections'
+    completed = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    assert_clean_failure(completed, refused)
+    assert " ERROR cannot connect to the database: connection to server " in stderr
+    assert stopped_after < 10  # 2.5 s of reconnecting, then the run stops instead of failing symbol after symbol
+    assert "cannot record the end of run 1: cannot connect to the database: connection to server " in stderr
+    kept = rows_per_symbol(database)
+    assert 3 <= len(kept) < len(TWELVE)
+    assert set(kept.values()) == {300}  # whole symbols only
+    fake_upbit.latency = 0
+    rerun = run(env, *PRICES)
+    assert rerun.returncode == 0, rerun.stderr
+    assert stored_prices(database) == expected_prices(candles)
+    assert [row[:3] for row in runs(database)] == [("interrupted", 0, 0), ("succeeded", 12, 0)]
+
+
+# --------------------------------------------------------------------------- timeouts
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("statement_timeout=1000", "canceling statement due to statement timeout: it ran longer than statement_timeout "
+                               "(another session holding a lock it needs?)"),
+    ("lock_timeout=500", "canceling statement due to lock timeout: another session held a lock it needs longer "
+                         "than lock_timeout"),
+])
+def test_prices_row_lock_past_the_timeout_fails_only_that_symbol(database, fake_upbit, setting, message):
+    first = serve(fake_upbit, THREE, seed=0, first_day=LAST_DAY - timedelta(days=29))
+    env = upbit_env(database, fake_upbit)
+    assert run_cli(*PRICES, env=env).exit_code == 0
+    revised = serve(fake_upbit, THREE, seed=1, first_day=LAST_DAY - timedelta(days=29))
+    holder = psycopg2.connect(database)
+    try:
+        with holder.cursor() as cursor:  # a transaction left open on BBB/KRW's rows
+            cursor.execute("SELECT p.id FROM pricedata p JOIN symbol s ON s.id = p.symbol_id"
+                           " WHERE s.symbol = 'BBB/KRW' FOR UPDATE OF p")
+        timed = dict(env, DATABASE_URL=psycopg2.extensions.make_dsn(database, options=f"-c {setting}"))
+        completed = run(timed, *PRICES, timeout=RUN_TIMEOUT)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert completed.returncode == 1, completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert log_lines(completed.stderr, "ERROR") == []
+    failures = [line for line in log_lines(completed.stderr, "WARNING") if " failed: " in line]
+    assert len(failures) == 1, completed.stderr
+    assert failures[0].endswith(f"prices upbit BBB/KRW failed: database error while writing its candles: {message}")
+    assert stored_prices(database) == expected_prices({"KRW-AAA": revised["KRW-AAA"], "KRW-BBB": first["KRW-BBB"],
+                                                       "KRW-CCC": revised["KRW-CCC"]})
+    assert runs(database)[-1][:3] == ("partial", 2, 1)
+    assert run(env, *PRICES).returncode == 0
+    assert stored_prices(database) == expected_prices(revised)
+
+
+# --------------------------------------------------------------------------- privileges and read-only
+
+
+@pytest.mark.parametrize("on_pricedata", ["SELECT", None])
+def test_prices_without_insert_on_pricedata_stops_naming_table_and_privileges(database, fake_upbit, role,
+                                                                                  on_pricedata):
+    serve(fake_upbit, TWELVE, first_day=LAST_DAY - timedelta(days=9))
+    assert run_cli("symbols", "--exchange", "upbit", env=upbit_env(database, fake_upbit)).exit_code == 0
+    name, role_dsn = role
+    grant_collector(database, name, on_pricedata)
+    fake_upbit.clear_requests()
+    completed = run(upbit_env(role_dsn, fake_upbit, WOMBAT_WORKERS="2"), *PRICES, timeout=RUN_TIMEOUT)
+    assert_clean_failure(completed, f"database error while writing its candles: {PRICEDATA_DENIED}")
+    assert f"FAILED: database error while writing its candles: {PRICEDATA_DENIED}" in completed.stderr
+    assert fake_upbit.count(CANDLES_PATH) < len(TWELVE)  # stopped at the first refusal, not once per symbol
+    assert query(database, "SELECT count(*) FROM pricedata") == [(0,)]
+    assert runs(database)[-1] == ("failed", 0, 0, f"database error while writing its candles: {PRICEDATA_DENIED}")
+
+
+def test_prices_insert_revoked_mid_run_stops_and_keeps_whole_symbols(database, fake_upbit, role):
+    candles = serve(fake_upbit, TWELVE)
+    fake_upbit.latency = 0.02
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    name, role_dsn = role
+    grant_collector(database, name)
+    process = spawn(upbit_env(role_dsn, fake_upbit, WOMBAT_WORKERS="2"), *PRICES)
+    wait_for_symbols(database, 3)
+    execute(database, f'REVOKE INSERT, UPDATE ON pricedata FROM "{name}"')
+    stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
+    completed = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    assert_clean_failure(completed, f"database error while writing its candles: {PRICEDATA_DENIED}")
+    kept = rows_per_symbol(database)
+    assert 3 <= len(kept) < len(TWELVE)
+    assert set(kept.values()) == {300}  # whole symbols only
+    assert stored_prices(database) == expected_prices({market: candles[market] for market in TWELVE
+                                                       if f"{market[4:]}/KRW" in kept})
+    status, ok, failed, summary = runs(database)[-1]
+    assert (status, ok, failed, summary) == ("failed", len(kept), 0,
+                                             f"database error while writing its candles: {PRICEDATA_DENIED}")
+    execute(database, f'GRANT INSERT, UPDATE ON pricedata TO "{name}"')
+    fake_upbit.latency = 0
+    assert run(upbit_env(role_dsn, fake_upbit), *PRICES).returncode == 0
+    assert stored_prices(database) == expected_prices(candles)
+
+
+def test_prices_role_without_create_on_a_fresh_database_names_the_schema(database, fake_upbit, role):
+    serve(fake_upbit, THREE)
+    name, role_dsn = role
+    completed = run(upbit_env(role_dsn, fake_upbit), *PRICES)
+    assert_clean_failure(completed, "database error while preparing the schema: permission denied for schema public: "
+                                    "wombat-collect needs USAGE on it, and CREATE to apply its migrations (or run "
+                                    "`wombat-collect db init` as the tables' owner)")
+    assert fake_upbit.requests == []
+    assert query(database, "SELECT to_regclass('pricedata')") == [(None,)]
+
+
+def test_prices_role_with_only_dml_on_a_migrated_database_collects(database, fake_upbit, role):
+    candles = serve(fake_upbit, THREE, first_day=LAST_DAY - timedelta(days=9))
+    assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0
+    name, role_dsn = role
+    grant_collector(database, name)
+    completed = run(upbit_env(role_dsn, fake_upbit), *PRICES)
+    assert completed.returncode == 0, completed.stderr
+    assert stored_prices(database) == expected_prices(candles)
+
+
+def test_prices_read_only_database_exits_1_before_fetching(database, fake_upbit):
+    serve(fake_upbit, THREE, first_day=LAST_DAY - timedelta(days=9))
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    execute(database, f'ALTER DATABASE "{database_name(database)}" SET default_transaction_read_only = on')
+    fake_upbit.clear_requests()
+    completed = run(env, *PRICES)
+    assert_clean_failure(completed, "database error while preparing the schema: the database is read-only (cannot "
+                                    "execute INSERT in a read-only transaction): DATABASE_URL must name the primary "
+                                    "server, with default_transaction_read_only off")
+    assert fake_upbit.requests == []
+    assert query(database, "SELECT count(*) FROM pricedata") == [(0,)]
+    assert runs(database) == [("succeeded", 3, 0, None)]  # the symbols run only
+
+
+# --------------------------------------------------------------------------- the error mapping
+
+
+def server_error(dsn, *statements, options=None):
+    """Given SQL statements, run them in one transaction; return the psycopg2 error the last raises."""
+    connection = psycopg2.connect(psycopg2.extensions.make_dsn(dsn, options=options) if options else dsn)
+    try:
+        with connection.cursor() as cursor:
+            for sql in statements[:-1]:
+                cursor.execute(sql)
+            with pytest.raises(psycopg2.Error) as raised:
+                cursor.execute(statements[-1])
+        return raised.value
+    finally:
+        connection.close()
+
+
+def test_database_error_names_the_sequence_and_usage(database, role):
+    execute(database, "CREATE TABLE collect_run (id BIGSERIAL PRIMARY KEY, note TEXT)")
+    name, role_dsn = role
+    execute(database, f'GRANT INSERT ON collect_run TO "{name}"')
+    error = database_error(server_error(role_dsn, "INSERT INTO collect_run (note) VALUES ('x')"), "recording the run")
+    assert type(error) is DatabaseUnusable
+    assert str(error) == ("database error while recording the run: permission denied for sequence "
+                          "collect_run_id_seq: wombat-collect needs USAGE on it")
+
+
+def test_database_error_keeps_other_tables_messages(database, role):
+    execute(database, "CREATE TABLE backend_only (id INTEGER)")
+    _, role_dsn = role
+    assert describe_error(server_error(role_dsn, "SELECT * FROM backend_only")) == \
+        "permission denied for table backend_only"
+
+
+def test_database_error_of_a_statement_timeout_is_a_plain_symbol_failure(database):
+    error = database_error(server_error(database, "SELECT pg_sleep(1)", options="-c statement_timeout=50"))
+    assert type(error) is DatabaseError
+    assert str(error) == ("canceling statement due to statement timeout: it ran longer than statement_timeout "
+                          "(another session holding a lock it needs?)")
+
+
+def test_database_error_of_a_terminated_backend_is_connection_lost(server_dsn, database):
+    connection = connect(database)
+    terminate_collector(server_dsn, database)
+    with pytest.raises(psycopg2.Error) as raised, connection, connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert str(raised.value) == "connection already closed"  # what `with connection:` leaves on top
+    error = database_error(raised.value, "writing its candles", connection)
+    assert type(error) is ConnectionLost
+    assert str(error) == ("database error while writing its candles: lost the database connection "
+                          "(server closed the connection unexpectedly)")
