@@ -89,3 +89,10 @@ def test_load_settings_rejects_bad_values(name, value):
 def test_load_settings_state_dir_follows_systemd():
     settings = load_settings({"STATE_DIRECTORY": "/var/lib/wombat-collect:/var/lib/other"})
     assert settings.state_dir == Path("/var/lib/wombat-collect")
+
+
+def test_read_environment_empty_variable_does_not_hide_the_file(tmp_path):
+    env_file = tmp_path / "wombat.env"
+    env_file.write_text("DATABASE_URL=postgresql://u@db.internal/wombat\n")
+    merged = read_environment(str(env_file), environ={"DATABASE_URL": ""})
+    assert merged["DATABASE_URL"] == "postgresql://u@db.internal/wombat"

@@ -262,3 +262,13 @@ def test_prices_invalid_app_key_stops_the_run_with_one_token_request(database, f
     assert result.exit_code == 1
     assert "EGW00103" in result.stderr and "PSwrong" not in result.output
     assert fake.count("/oauth2/tokenP") == 1 and price_queries(fake) == []
+
+
+def test_page_candles_skips_halted_days_without_trades():
+    traded = {"stck_bsop_date": "20250702", "stck_oprc": "100", "stck_hgpr": "110", "stck_lwpr": "90",
+              "stck_clpr": "105", "acml_vol": "7", "acml_tr_pbmn": "735", "flng_cls_code": "00", "mod_yn": "N"}
+    halted = dict(traded, stck_bsop_date="20250701", stck_oprc="0", stck_hgpr="0", stck_lwpr="0", acml_vol="0",
+                  acml_tr_pbmn="0")
+    candles = list(kis.page_candles([traded, halted], date(2025, 6, 1), set(), adjusted=True))
+    assert candles == [Candle(datetime(2025, 7, 2, tzinfo=timezone.utc), Decimal(100), Decimal(110), Decimal(90),
+                              Decimal(105), Decimal(7), Decimal(735))]

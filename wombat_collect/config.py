@@ -60,6 +60,9 @@ class Settings:
 def read_environment(env_file=None, environ=None):
     """Given an optional .env path, return the merged variables (environment wins).
 
+    An empty variable in the environment does not hide the file's value (an
+    empty DATABASE_URL must not silently switch to the embedded server).
+
     The file is `env_file`, else $WOMBAT_ENV_FILE, else ./.env when it exists.
     Raise ConfigError if a named file is missing or unreadable.
     """
@@ -82,7 +85,7 @@ def read_environment(env_file=None, environ=None):
         raise ConfigError(f"cannot read env file {path}: {reason}") from None
     merged = {name: value for name, value in file_values.items() if value is not None}
     warn_if_exposed(path, mode, merged)
-    merged.update(environ)
+    merged.update({name: value for name, value in environ.items() if value.strip()})  # empty: unset
     return merged
 
 

@@ -151,6 +151,7 @@ def page_candles(rows, first, seen, adjusted):
 
     A day before any sane date (validate.EARLIEST_SANE_DATE) is yielded all the
     same, so validation rejects and counts it instead of it vanishing unnoticed.
+    A halted day without trades (no volume, zero open/high/low) has no candle.
     """
     for row in rows:
         day = trade_date(row)
@@ -158,7 +159,19 @@ def page_candles(rows, first, seen, adjusted):
             if day in seen or EARLIEST_SANE_DATE.date() <= day < first:
                 continue
             seen.add(day)
+            if is_day_without_trades(row):
+                continue
         yield parse_candle(row, day, adjusted)
+
+
+def is_day_without_trades(row):
+    """Given a row, return whether it records no trades: zero volume and zero open, high and low.
+
+    KRX reports a trading-halt day (거래정지) that way, with the last close carried
+    over; storing it would invent a candle (and fail validation every night).
+    """
+    fields = ("acml_vol", "stck_oprc", "stck_hgpr", "stck_lwpr")
+    return all(decimal_of(row.get(field)) == 0 for field in fields)
 
 
 def trade_date(row):

@@ -20,6 +20,8 @@ CONNECT_DEFAULTS = {
     "application_name": APPLICATION_NAME,
     "keepalives": 1,
     "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,  # a dead network link is noticed after about a minute, not eleven
 }
 
 # What wombat-collect needs on each of its tables (any sequence, its schema), for "permission denied" messages.
