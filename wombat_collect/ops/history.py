@@ -103,10 +103,11 @@ def mark_dead_runs(connection, job, exchange):
 
 def latest_runs(connection, job, exchange):
     """Given a job and an exchange, return (last run, last finished run, last success); None if none."""
+    finished = ["succeeded", "partial", "failed", "interrupted"]
     runs = []
     with connection.cursor() as cursor:
-        for name in ("latest_run", "latest_finished_run", "latest_successful_run"):
-            cursor.execute(statement(name), {"job": job, "exchange": exchange})
+        for statuses in (["running", *finished], finished, ["succeeded"]):
+            cursor.execute(statement("latest_run"), {"job": job, "exchange": exchange, "statuses": statuses})
             row = cursor.fetchone()
             runs.append(Run(*row) if row else None)
     return tuple(runs)

@@ -61,29 +61,12 @@ SELECT host, pid, started_at
  LIMIT 1;
 
 -- name: latest_run
+-- The newest run of a job and exchange whose status is one of %(statuses)s.
 SELECT id, job, exchange, arguments, host, pid, started_at, finished_at, status,
        symbols_ok, symbols_failed, symbols_skipped,
        rows_inserted, rows_updated, rows_unchanged, rows_rejected, error_summary
   FROM collect_run
- WHERE job = %(job)s AND exchange = %(exchange)s
- ORDER BY started_at DESC, id DESC
- LIMIT 1;
-
--- name: latest_finished_run
-SELECT id, job, exchange, arguments, host, pid, started_at, finished_at, status,
-       symbols_ok, symbols_failed, symbols_skipped,
-       rows_inserted, rows_updated, rows_unchanged, rows_rejected, error_summary
-  FROM collect_run
- WHERE job = %(job)s AND exchange = %(exchange)s AND status <> 'running'
- ORDER BY started_at DESC, id DESC
- LIMIT 1;
-
--- name: latest_successful_run
-SELECT id, job, exchange, arguments, host, pid, started_at, finished_at, status,
-       symbols_ok, symbols_failed, symbols_skipped,
-       rows_inserted, rows_updated, rows_unchanged, rows_rejected, error_summary
-  FROM collect_run
- WHERE job = %(job)s AND exchange = %(exchange)s AND status = 'succeeded'
+ WHERE job = %(job)s AND exchange = %(exchange)s AND status = ANY(%(statuses)s)
  ORDER BY started_at DESC, id DESC
  LIMIT 1;
 
