@@ -199,10 +199,11 @@ def test_prices_silent_database_gives_up_after_the_dsn_connect_timeout(fake_upbi
 
 
 def test_connect_options_leave_what_the_dsn_sets():
-    assert connect_options("postgresql://u@h/d?connect_timeout=3&application_name=cron-job") == {
-        "keepalives": 1, "keepalives_idle": 30}
-    assert connect_options("host=h dbname=d") == {"connect_timeout": 10, "application_name": "wombat-collect",
-                                                  "keepalives": 1, "keepalives_idle": 30}
+    keepalives = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+    assert connect_options("postgresql://u@h/d?connect_timeout=3&application_name=cron-job") == keepalives
+    assert connect_options("host=h dbname=d keepalives_count=9") == {
+        "connect_timeout": 10, "application_name": "wombat-collect", "keepalives": 1, "keepalives_idle": 30,
+        "keepalives_interval": 10}
 
 
 # --------------------------------------------------------------------------- restarted mid-run
