@@ -166,6 +166,7 @@ def test_prices_blocked_ip_stops_the_run_with_exit_1(database, fake_upbit, three
     result = run_cli("prices", "--exchange", "upbit", "--since", "2025-07-01", env=env)
     assert result.exit_code == 1
     assert "418" in result.stderr and "blocked" in result.stderr
+    assert "prices upbit: 3 symbols (0 ok, 3 not attempted), 0 rows (0 new) in" in result.stderr
     assert fake_upbit.count(path="/v1/candles/days") <= 8  # at most the requests already in flight
     assert stored_prices(database) == []
 

@@ -58,6 +58,7 @@ class JobResult:
     symbols_ok: int = 0
     symbols_failed: int = 0
     symbols_skipped: int = 0
+    symbols_not_attempted: int = 0  # left untouched because the run stopped (block, signal, database)
     rows: UpsertCounts = field(default_factory=UpsertCounts)
     rejected: int = 0
     errors: list = field(default_factory=list)
@@ -73,10 +74,11 @@ class JobResult:
 
     def summary(self):
         """Return the one-line INFO summary of this job."""
-        total = self.symbols_ok + self.symbols_failed + self.symbols_skipped
+        total = self.symbols_ok + self.symbols_failed + self.symbols_skipped + self.symbols_not_attempted
         parts = [f"{self.symbols_ok:,} ok"]
         parts += [f"{count:,} {label}" for count, label in
-                  ((self.symbols_failed, "failed"), (self.symbols_skipped, "skipped")) if count]
+                  ((self.symbols_failed, "failed"), (self.symbols_skipped, "skipped"),
+                   (self.symbols_not_attempted, "not attempted")) if count]
         rows = [f"{self.rows.inserted:,} new"]
         rows += [f"{count:,} {label}" for count, label in
                  ((self.rows.updated, "updated"), (self.rows.unchanged, "unchanged"),
@@ -275,8 +277,10 @@ def _record_outcome(result, future, symbol, stop, progress):
             logger.error("%s", error)
             result.fatal = str(error)
         stop.set()
+        result.symbols_not_attempted += 1
         return
     except StoppedEarly:
+        result.symbols_not_attempted += 1
         return
     if progress:
         progress(1)
