@@ -51,6 +51,17 @@ def wait_until(predicate, timeout=30.0, interval=0.02):
         time.sleep(interval)
 
 
+def wait_for_settled(dsn, keep=(), timeout=30.0):
+    """Given a DSN, wait until no session but ours (and the backend pids in `keep`) is on its database.
+
+    A SIGKILLed client's last statement (a COMMIT, a run's end) may still be running on its
+    server backend; the backend exits once that statement is done. Read what it left after this.
+    """
+    others = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+              " AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND NOT pid = ANY(%s)")
+    wait_until(lambda: query(dsn, others, (list(keep),))[0][0] == 0, timeout=timeout, interval=0.005)
+
+
 def table_exists(dsn, name):
     return query(dsn, "SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0]
 

@@ -33,7 +33,7 @@ import pytest
 
 from tests.conftest import create_database, drop_database, query, stored_prices, upbit_env
 from tests.fakes.upbit_server import CANDLES_PATH, make_upbit_candles
-from tests.ops_support import cli_command, process_env, wait_until
+from tests.ops_support import cli_command, process_env, wait_for_settled
 
 SEED = 20251126
 MARKETS = tuple(f"KRW-R{number:02d}" for number in range(12))
@@ -164,20 +164,6 @@ def wait_for_trigger(process, reached, timeout=RUN_TIMEOUT):
         time.sleep(POLL_SECONDS)
 
 
-OTHER_SESSIONS = """SELECT count(*) FROM pg_stat_activity
-                    WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> %s"""
-
-
-def wait_for_settled(dsn, watcher):
-    """Given a DSN and the CommitWatcher, wait until no other session is on the database.
-
-    A SIGKILLed client's last statement (a COMMIT, the run row's end) may still be running
-    on its server backend; that backend exits once the statement is done.
-    """
-    backend = watcher.connection.get_backend_pid()
-    wait_until(lambda: query(dsn, OTHER_SESSIONS, (backend,))[0][0] == 0, timeout=RUN_TIMEOUT, interval=POLL_SECONDS)
-
-
 def latest_run(dsn):
     """Given a DSN, return (id, status) of the newest collect_run row, or None."""
     if not query(dsn, "SELECT to_regclass('collect_run') IS NOT NULL")[0][0]:
@@ -282,7 +268,7 @@ def kill_one_run(env, dsn, fake, watcher, kill, earlier_run_ids):
     time.sleep(kill.jitter)  # the kill point's random offset past its trigger, not a wait for anything
     process.send_signal(signal.SIGKILL)  # nothing is sent if the run has already ended: its exit code tells
     kill.returncode = process.wait(timeout=10)
-    wait_for_settled(dsn, watcher)
+    wait_for_settled(dsn, keep=[watcher.connection.get_backend_pid()], timeout=RUN_TIMEOUT)
     kill.requests = fake.count(CANDLES_PATH, 200)
     kill.committed_after = watcher.committed()
     newest = latest_run(dsn)
