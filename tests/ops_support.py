@@ -11,10 +11,11 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.conftest import query
-from tests.fakes.upbit_server import make_upbit_candles
+from tests.fakes.upbit_server import CANDLES_PATH, make_upbit_candles
 
 TODAY = datetime.now(timezone.utc).date()
 SLOW = {"WOMBAT_WORKERS": "1"}
+HELD = {"WOMBAT_HTTP_TIMEOUT": "60"}  # a client whose requests the fake holds waits for them, not the 5 s default
 DAYS_BACK = ("--days-back", "5")
 RUN_COLUMNS = ("job, exchange, arguments, status, symbols_ok, symbols_failed, symbols_skipped, rows_inserted,"
                " rows_updated, rows_unchanged, rows_rejected, error_summary")
@@ -49,6 +50,38 @@ def wait_until(predicate, timeout=30.0, interval=0.02):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
         time.sleep(interval)
+
+
+def wait_for_settled(dsn, keep=(), timeout=30.0):
+    """Given a DSN, wait until no session but ours (and the backend pids in `keep`) is on its database.
+
+    A SIGKILLed client's last statement (a COMMIT, a run's end) may still be running on its
+    server backend; the backend exits once that statement is done. Read what it left after this.
+    """
+    others = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+              " AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND NOT pid = ANY(%s)")
+    wait_until(lambda: query(dsn, others, (list(keep),))[0][0] == 0, timeout=timeout, interval=0.005)
+
+
+def has_open(process, path):
+    """Given a running process and a file path, return whether the process holds the file open."""
+    descriptors = f"/proc/{process.pid}/fd"
+    try:
+        names = os.listdir(descriptors)
+    except FileNotFoundError:
+        return False
+    for name in names:
+        try:
+            if os.readlink(f"{descriptors}/{name}") == os.path.realpath(path):
+                return True
+        except OSError:
+            continue  # closed meanwhile
+    return False
+
+
+def holds_candles(fake):
+    """Given a FakeUpbit, keep its candle requests unanswered until fake.release(): a run stays mid-run."""
+    fake.hold(lambda request: request.path == CANDLES_PATH)
 
 
 def table_exists(dsn, name):

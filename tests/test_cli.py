@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from tests.conftest import query, run_cli, stored_prices, upbit_env
 from tests.fakes.upbit_server import make_upbit_candles, make_upbit_markets
+from tests.ops_support import table_exists, wait_for_settled, wait_until
 
 TODAY = datetime.now(timezone.utc).date()
 SINCE = date(2025, 7, 1)
@@ -250,24 +250,30 @@ def test_bin_collect_prices_works_from_a_shell(database, fake_upbit, three_marke
     assert "prices upbit: 3 symbols (3 ok)" in completed.stdout
 
 
+def symbols_stored(dsn):
+    """Given a DSN, return how many symbols have candles stored (0 before the tables exist)."""
+    return query(dsn, "SELECT count(DISTINCT symbol_id) FROM pricedata")[0][0] if table_exists(dsn, "pricedata") else 0
+
+
 def test_prices_killed_midway_then_rerun_equals_an_uninterrupted_run(database, fake_upbit):
     markets = {f"KRW-K{number:02d}": make_upbit_candles(f"KRW-K{number:02d}", date(2024, 1, 1), TODAY)
                for number in range(12)}
     for market, rows in markets.items():
         fake_upbit.set_candles(market, rows)
     fake_upbit.latency = 0.02
-    env = dict(os.environ, WOMBAT_ENV_FILE="/dev/null", **upbit_env(database, fake_upbit, WOMBAT_WORKERS="2"))
+    held = "KRW-K11"  # its candles stay unanswered until the kill, so the run cannot end before it
+    fake_upbit.inject("timeout", count=10, match=lambda request: request.query.get("market") == held, seconds=120)
+    env = dict(os.environ, WOMBAT_ENV_FILE="/dev/null",
+               **upbit_env(database, fake_upbit, WOMBAT_WORKERS="2", WOMBAT_HTTP_TIMEOUT="120"))
     command = [sys.executable, "-m", "wombat_collect", "prices", "--exchange", "upbit", "--since", "2024-01-01"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and query(database, "SELECT count(DISTINCT symbol_id) FROM pricedata"
-                                                if query(database, "SELECT to_regclass('pricedata')")[0][0]
-                                                else "SELECT 0")[0][0] < 3:
-        time.sleep(0.05)
+    wait_until(lambda: process.poll() is not None or symbols_stored(database) >= 3, timeout=60)
     process.send_signal(signal.SIGKILL)
-    process.wait(timeout=10)
+    assert process.wait(timeout=10) == -signal.SIGKILL
+    wait_for_settled(database)
     partial = query(database, "SELECT count(DISTINCT symbol_id) FROM pricedata")[0][0]
-    assert 0 < partial < 12
+    assert 3 <= partial < 12
+    fake_upbit.clear_faults()
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert stored_prices(database) == expected_rows(markets, since=date(2024, 1, 1))

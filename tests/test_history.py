@@ -3,7 +3,6 @@
 import os
 import signal
 import socket
-import time
 from datetime import date, timedelta
 
 import pytest
@@ -12,9 +11,11 @@ from tests.conftest import query, run_cli, upbit_env
 from tests.fakes.upbit_server import make_upbit_candles
 from tests.ops_support import (
     DAYS_BACK,
+    HELD,
     SLOW,
     TODAY,
     PingServer,
+    holds_candles,
     run,
     running_count,
     runs,
@@ -109,14 +110,15 @@ def test_prices_signal_records_interrupted_with_what_was_written(database, fake_
 
 
 def test_prices_after_sigkill_marks_the_dead_run_interrupted(database, fake_upbit):
-    slow_markets(fake_upbit, count=4, latency=0.3)
-    env = upbit_env(database, fake_upbit, **SLOW)
+    slow_markets(fake_upbit, count=4, latency=0)
+    holds_candles(fake_upbit)  # it is mid-run when killed, however fast the machine
+    env = upbit_env(database, fake_upbit, **SLOW, **HELD)
     process = spawn(env, "prices", "--exchange", "upbit", *DAYS_BACK)
     wait_until(lambda: running_count(database) == 1)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
+    fake_upbit.release()
     assert query(database, "SELECT status FROM collect_run") == [("running",)]
-    fake_upbit.latency = 0
     completed = run(env, "prices", "--exchange", "upbit", *DAYS_BACK)
     assert completed.returncode == 0, completed.stderr
     assert f"run 1 (pid {process.pid} on {socket.gethostname()}, started " in completed.stderr
@@ -173,13 +175,14 @@ def test_finish_run_masks_registered_secrets_in_the_summary(connection):
 
 
 def test_symbols_sigterm_records_interrupted(database, fake_upbit):
-    slow_markets(fake_upbit, count=2, latency=3.0)
-    process = spawn(upbit_env(database, fake_upbit), "symbols", "--exchange", "upbit")
+    slow_markets(fake_upbit, count=2, latency=0)
+    fake_upbit.hold(lambda request: True)  # the listing stays unanswered until the process has ended
+    process = spawn(upbit_env(database, fake_upbit, **HELD), "symbols", "--exchange", "upbit")
     wait_until(lambda: running_count(database) == 1 and fake_upbit.count() == 1)
-    started = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=10) == 143
-    assert time.monotonic() - started < 2  # not after the 3 s answer
+    assert process.wait(timeout=50) == 143  # its HTTP timeout is 60 s: it did not wait for an answer
+    assert [request.status for request in fake_upbit.requests] == [None]  # still unanswered when it ended
+    fake_upbit.release()
     assert runs(database) == [("symbols", "upbit", {"exchange": "upbit", "wait": 0.0}, "interrupted",
                                0, 0, 0, 0, 0, 0, 0, "interrupted by SIGTERM")]
     assert query(database, "SELECT count(*) FROM symbol") == [(0,)]

@@ -4,7 +4,6 @@ import fcntl
 import os
 import signal
 import threading
-import time
 
 import psycopg2
 import pytest
@@ -12,7 +11,10 @@ import pytest
 from tests.conftest import query, run_cli, upbit_env
 from tests.ops_support import (
     DAYS_BACK,
+    HELD,
     SLOW,
+    has_open,
+    holds_candles,
     running_count,
     slow_markets,
     spawn,
@@ -48,10 +50,15 @@ def test_take_file_lock_writes_the_pid_and_refuses_a_second_holder(tmp_path):
 
 def test_take_file_lock_wait_gets_the_lock_once_freed(tmp_path):
     descriptor = hold(tmp_path, "prices", "upbit")
-    threading.Timer(0.5, os.close, [descriptor]).start()
-    started = time.monotonic()
-    os.close(locks.take_file_lock(tmp_path, "prices", "upbit", wait_seconds=5))
-    assert 0.5 <= time.monotonic() - started < 2
+    freeing = threading.Event()
+
+    def free():
+        freeing.set()  # before the close: the waiter cannot get the lock before this is set
+        os.close(descriptor)
+
+    threading.Timer(0.5, free).start()
+    os.close(locks.take_file_lock(tmp_path, "prices", "upbit", wait_seconds=60))
+    assert freeing.is_set()  # it waited for the holder, however long the machine took
 
 
 def test_file_locks_symbols_all_locks_each_exchange(tmp_path):
@@ -113,11 +120,13 @@ def test_prices_lock_held_exits_75_and_touches_nothing(database, fake_upbit, loc
 
 
 def test_prices_second_overlapping_run_exits_75_and_writes_nothing(database, fake_upbit):
-    slow_markets(fake_upbit, count=3, latency=0.4)
-    env = upbit_env(database, fake_upbit, **SLOW)
+    slow_markets(fake_upbit, count=3, latency=0)
+    holds_candles(fake_upbit)  # the first run stays mid-run until the second has tried
+    env = upbit_env(database, fake_upbit, **SLOW, **HELD)
     first = spawn(env, "prices", "--exchange", "upbit", *DAYS_BACK)
     wait_until(lambda: running_count(database) == 1)
     second = run_cli("prices", "--exchange", "upbit", *DAYS_BACK, env=env)
+    fake_upbit.release()
     assert second.exit_code == 75
     assert f"prices upbit is already running (pid {first.pid}, lock " in second.stderr
     assert "prices upbit: start on" not in second.stdout
@@ -127,8 +136,9 @@ def test_prices_second_overlapping_run_exits_75_and_writes_nothing(database, fak
 
 
 def test_prices_lock_disappears_when_its_holder_is_killed(database, fake_upbit, lock_dir):
-    slow_markets(fake_upbit, count=3, latency=0.4)
-    process = spawn(upbit_env(database, fake_upbit, **SLOW), "prices", "--exchange", "upbit", *DAYS_BACK)
+    slow_markets(fake_upbit, count=3, latency=0)
+    holds_candles(fake_upbit)  # it is mid-run when killed
+    process = spawn(upbit_env(database, fake_upbit, **SLOW, **HELD), "prices", "--exchange", "upbit", *DAYS_BACK)
     wait_until(lambda: running_count(database) == 1)
     with pytest.raises(LockBusy):
         locks.take_file_lock(lock_dir, "prices", "upbit")
@@ -139,11 +149,12 @@ def test_prices_lock_disappears_when_its_holder_is_killed(database, fake_upbit, 
 
 
 def test_prices_ten_simultaneous_runs_give_exactly_one_run(database, fake_upbit):
-    slow_markets(fake_upbit, count=5, latency=1.0)  # the winner holds its lock for 6 s unless sped up
-    env = upbit_env(database, fake_upbit, **SLOW)
+    slow_markets(fake_upbit, count=5, latency=0)
+    holds_candles(fake_upbit)  # the winner holds its lock until every loser has given up
+    env = upbit_env(database, fake_upbit, **SLOW, **HELD)
     processes = [spawn(env, "prices", "--exchange", "upbit", *DAYS_BACK) for _ in range(10)]
     wait_until(lambda: sum(process.poll() is not None for process in processes) >= 9, timeout=60)
-    fake_upbit.latency = 0  # every loser has given up: let the winner finish
+    fake_upbit.release()
     outcomes = [(process.wait(timeout=60), process.stderr.read()) for process in processes]
     codes = sorted(code for code, _ in outcomes)
     assert codes == [0] + [75] * 9, outcomes
@@ -157,7 +168,7 @@ def test_prices_wait_runs_once_the_holder_is_done(database, fake_upbit, lock_dir
     slow_markets(fake_upbit, count=2, latency=0)
     descriptor = hold(lock_dir, "prices", "upbit")
     process = spawn(upbit_env(database, fake_upbit), "prices", "--exchange", "upbit", *DAYS_BACK, "--wait", "20")
-    time.sleep(1.0)
+    wait_until(lambda: has_open(process, lock_dir / "wombat-collect-prices-upbit.lock"))  # waiting on it now
     assert process.poll() is None and fake_upbit.count() == 0
     os.close(descriptor)
     assert process.wait(timeout=30) == 0, process.stderr.read()
@@ -168,7 +179,7 @@ def test_prices_waits_for_a_running_symbols_of_its_exchange(database, fake_upbit
     slow_markets(fake_upbit, count=2, latency=0)
     descriptor = hold(lock_dir, "symbols", "upbit")
     process = spawn(upbit_env(database, fake_upbit), "prices", "--exchange", "upbit", *DAYS_BACK)
-    time.sleep(1.0)
+    wait_until(lambda: has_open(process, lock_dir / "wombat-collect-symbols-upbit.lock"))  # probing it now
     assert process.poll() is None and fake_upbit.count() == 0
     os.close(descriptor)
     assert process.wait(timeout=30) == 0
@@ -211,8 +222,7 @@ def test_prices_sigterm_while_waiting_for_the_lock_exits_143_untouched(database,
     descriptor = hold(lock_dir, "prices", "upbit")
     try:
         process = spawn(upbit_env(database, fake_upbit), "prices", "--exchange", "upbit", "--wait", "30")
-        wait_until(lambda: (lock_dir / "wombat-collect-symbols-upbit.lock").exists())  # probed: now waiting
-        time.sleep(0.3)
+        wait_until(lambda: has_open(process, lock_dir / "wombat-collect-prices-upbit.lock"))  # waiting on it now
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 143
     finally:

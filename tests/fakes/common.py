@@ -54,6 +54,7 @@ KST = timezone(timedelta(hours=9), "KST")  # Asia/Seoul has had no DST since 198
 REQUEST_QUEUE_SIZE = 128
 SERVE_POLL_INTERVAL_SECONDS = 0.01
 STOP_JOIN_TIMEOUT_SECONDS = 5.0
+HOLD_LIMIT_SECONDS = 120.0  # a held request is answered after this even if nobody releases it
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
@@ -476,6 +477,8 @@ class FakeService:
         self._faults = FaultQueue()
         self._server: FakeHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._held: Callable[[Request], bool] | None = None
+        self._released = threading.Event()
 
     # ---- lifecycle
 
@@ -498,6 +501,7 @@ class FakeService:
         if server is None:
             return
         self._server = self._thread = None
+        self.release()
         server.shutdown()
         server.close_open_connections()
         server.server_close()
@@ -549,6 +553,19 @@ class FakeService:
         sleep of a "timeout" fault. Raise ValueError for an unknown kind."""
         self._faults.add(kind, count, match, seconds)
 
+    def hold(self, match: Callable[[Request], bool]) -> None:
+        """Given match(request), keep the matching requests unanswered until release() (or the stop).
+
+        A test uses it to keep a client mid-run, whatever the machine's speed, until it has acted.
+        """
+        self._released.clear()
+        self._held = match
+
+    def release(self) -> None:
+        """Answer the held requests now, and hold no new ones."""
+        self._held = None
+        self._released.set()
+
     def pending_faults(self) -> int:
         """Return how many injected fault answers have not been used yet."""
         return self._faults.pending()
@@ -562,6 +579,9 @@ class FakeService:
     def handle(self, request: Request) -> Response:
         """Given a request, return the answer (called in the connection's thread)."""
         record = self._log.open(request)
+        held = self._held
+        if held is not None and held(request):
+            self._released.wait(HOLD_LIMIT_SECONDS)
         admission = self._admit(request)
         fault = None
         if admission.reject is not None:
