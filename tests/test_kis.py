@@ -160,6 +160,17 @@ def test_fetch_daily_candles_stuck_cursor_raises(fake, tmp_path):
     assert len(price_queries(fake)) == 2
 
 
+def test_fetch_daily_candles_creeping_cursor_is_capped_by_the_window(fake, tmp_path):
+    fake.set_prices("005930", make_kis_rows("005930", date(2023, 1, 2), PRICE_END))
+    fake.inject("creeping_cursor", count=10_000)  # every page: 100 copies of one day, one day back each
+    first = date(2024, 1, 2)
+    with pytest.raises(ExchangeError, match=r"^kis: prices of 005930 took more than \d+ pages for the window from "
+                                            r"2024-01-02; the paging cursor is not moving back as it should$"):
+        list(kis.fetch_daily_candles(open_client(fake, tmp_path), "005930", first))
+    days = (datetime.now(kis.KST).date() - first).days + 1
+    assert len(price_queries(fake)) == -(-days // 100) + 2
+
+
 def test_fetch_daily_candles_unknown_code_yields_nothing(fake, tmp_path):
     assert list(kis.fetch_daily_candles(open_client(fake, tmp_path), "999999", MAY)) == []
 

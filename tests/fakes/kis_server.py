@@ -886,6 +886,20 @@ class FakeKis(FakeService):
         window = [row for row in series if query.start <= row["stck_bsop_date"] <= end]
         return self._price_answer(query.code, series, self._page(window))
 
+    def _creeping_response(self, request: Request) -> Response:
+        """Given a price request, answer 100 copies of the newest row in range (the cursor then
+        moves back one day per page); other requests normally."""
+        if request.path != PRICE_PATH:
+            return self._route(request, stuck_cursor=False)
+        try:
+            self._check_price_headers(request)
+            query = parse_price_query(request.query)
+        except _Reject as rejection:
+            return rejection.response
+        series = self.series(query.code, query.adjusted)
+        window = [row for row in series if query.start <= row["stck_bsop_date"] <= query.end]
+        return self._price_answer(query.code, series, self._page(window[-1:]) * MAX_ROWS)
+
     def _page(self, window: list[dict[str, str]]) -> list[dict[str, str]]:
         """Given the rows in range oldest first, return the page as answered: newest first,
         at most 100, with duplicates and ``{}`` padding when configured."""
