@@ -140,8 +140,8 @@ def test_fetch_daily_candles_asks_for_original_prices_when_not_adjusted(fake, tm
     client = open_client(fake, tmp_path, KIS_ADJUSTED="false")
     candles = list(kis.fetch_daily_candles(client, "005930", date(2024, 6, 3)))
     assert price_queries(fake)[0]["FID_ORG_ADJ_PRC"] == "1"
-    assert [str(candle.close) for candle in reversed(candles)] == [
-        row["stck_clpr"] for row in fake.series("005930", adjusted=False)]
+    assert [candle.close for candle in reversed(candles)] == [
+        Decimal(row["stck_clpr"]) for row in fake.series("005930", adjusted=False)]
     assert not any(candle.corporate_action for candle in candles)
 
 
