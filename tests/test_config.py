@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli
 from wombat_collect.config import (
     DEFAULT_KIS_REAL_URL,
     DEFAULT_KIS_VIRTUAL_URL,
@@ -59,6 +60,25 @@ def test_database_url_bad_values_name_the_variable(variables, message):
         database_url(variables)
     assert str(raised.value) == message
     assert "pw" not in str(raised.value)
+
+
+AT_IN_HOST = "DATABASE_URL has an '@' in its host part: percent-encode an '@' in the user name or password as %40"
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:p@ss@host/db", "postgresql://wombat:Pa55@w0rd-tail@db.example:5432/w",
+                                 "postgres://u:p@ss@h1:5432,h2:5433/db"])
+def test_database_url_rejects_an_unencoded_at_in_the_password(url):
+    with pytest.raises(ConfigError) as raised:
+        database_url({"DATABASE_URL": url})
+    assert str(raised.value) == AT_IN_HOST
+    assert database_url({"DATABASE_URL": url.replace("@", "%40", 1)})  # encoded, it is fine
+
+
+def test_prices_unencoded_at_in_database_url_exits_2_with_one_line():
+    result = run_cli("prices", "--exchange", "upbit", env={"DATABASE_URL": "postgresql://u:p@ss@host/db"})
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [result.stderr.strip()] and result.stderr.strip().endswith(AT_IN_HOST)
+    assert "ss@host" not in result.output and "p@ss" not in result.output and result.stdout == ""
 
 
 def test_mask_dsn_hides_the_password():

@@ -140,8 +140,8 @@ def test_fetch_daily_candles_asks_for_original_prices_when_not_adjusted(fake, tm
     client = open_client(fake, tmp_path, KIS_ADJUSTED="false")
     candles = list(kis.fetch_daily_candles(client, "005930", date(2024, 6, 3)))
     assert price_queries(fake)[0]["FID_ORG_ADJ_PRC"] == "1"
-    assert [str(candle.close) for candle in reversed(candles)] == [
-        row["stck_clpr"] for row in fake.series("005930", adjusted=False)]
+    assert [candle.close for candle in reversed(candles)] == [
+        Decimal(row["stck_clpr"]) for row in fake.series("005930", adjusted=False)]
     assert not any(candle.corporate_action for candle in candles)
 
 
@@ -158,6 +158,17 @@ def test_fetch_daily_candles_stuck_cursor_raises(fake, tmp_path):
     with pytest.raises(ExchangeError, match="did not move back past"):
         list(kis.fetch_daily_candles(open_client(fake, tmp_path), "005930", date(2023, 1, 2)))
     assert len(price_queries(fake)) == 2
+
+
+def test_fetch_daily_candles_creeping_cursor_is_capped_by_the_window(fake, tmp_path):
+    fake.set_prices("005930", make_kis_rows("005930", date(2023, 1, 2), PRICE_END))
+    fake.inject("creeping_cursor", count=10_000)  # every page: 100 copies of one day, one day back each
+    first = date(2024, 1, 2)
+    with pytest.raises(ExchangeError, match=r"^kis: prices of 005930 took more than \d+ pages for the window from "
+                                            r"2024-01-02; the paging cursor is not moving back as it should$"):
+        list(kis.fetch_daily_candles(open_client(fake, tmp_path), "005930", first))
+    days = (datetime.now(kis.KST).date() - first).days + 1
+    assert len(price_queries(fake)) == -(-days // 100) + 2
 
 
 def test_fetch_daily_candles_unknown_code_yields_nothing(fake, tmp_path):

@@ -3,6 +3,8 @@
 import hashlib
 import json
 import stat
+import subprocess
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -14,6 +16,7 @@ from tests.kis_support import install_masters, install_prices, kis_env, kis_pric
 from wombat_collect.collectors import kis
 from wombat_collect.collectors.kis_token import KST, TokenUnavailable, cache_path, parse_token, read_cache
 from wombat_collect.config import load_settings
+from wombat_collect.errors import ConfigError
 
 TOKEN_PATH = "/oauth2/tokenP"
 
@@ -145,6 +148,101 @@ def test_parse_token_reads_the_expiry_as_kst():
                          "expires_in": 3}, now)
     assert token.expires_at == datetime(2025, 7, 2, tzinfo=timezone.utc)
     assert token.renew_at == datetime(2025, 7, 2, 9, 0, tzinfo=KST) - timedelta(minutes=10)
+
+
+def test_parse_token_huge_expires_in_is_an_unreadable_expiry():
+    now = datetime(2025, 7, 1, 0, 0, tzinfo=timezone.utc)
+    for payload in ({"access_token": "abcd", "expires_in": 10 ** 30},
+                    {"access_token": "abcd", "access_token_token_expired": "0001-01-01 00:00:00", "expires_in": "x"}):
+        with pytest.raises(TokenUnavailable, match="^kis: the token answer has no readable expiry$"):
+            parse_token(payload, now)
+
+
+def test_token_cache_refuses_a_symlinked_directory(fake, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "kis-tokens").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match="kis-tokens is a symbolic link; refusing to follow it"):
+        open_cache(fake, tmp_path / "state")
+    result = run_cli("prices", "--exchange", "kis", env=kis_env("postgresql://nobody@127.0.0.1:1/none", fake,
+                                                                   tmp_path / "state"))
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert "kis-tokens is a symbolic link; refusing to follow it" in result.stderr
+    assert fake.requests == [] and list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_token_cache_never_follows_a_lock_file_planted_after_start(fake, tmp_path):
+    cache = open_cache(fake, tmp_path)
+    target = tmp_path / "target"
+    target.write_text("")
+    cache.path.parent.mkdir(mode=0o700)
+    cache.lock_path.symlink_to(target)  # planted between start-up and the first token
+    with pytest.raises(TokenUnavailable, match=r"^kis: cannot use the token cache .*: a symbolic link, refused$"):
+        cache.token()
+    assert fake.requests == [] and target.read_text() == "" and not cache.path.exists()
+
+
+def test_token_cache_ignores_a_symlinked_token_file(fake, tmp_path):
+    cache = open_cache(fake, tmp_path)
+    cache.path.parent.mkdir(mode=0o700)
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"access_token": "stolen", "expires_at": "2099-01-01T00:00:00+00:00",
+                                  "renew_at": "2099-01-01T00:00:00+00:00"}))
+    cache.path.symlink_to(secret)
+    token = cache.token()  # the link is neither read nor written through: a new token replaces it
+    assert token.value == fake.tokens[0].token and not cache.path.is_symlink()
+    assert json.loads(secret.read_text())["access_token"] == "stolen"
+
+
+def test_token_lock_held_by_another_process_is_waited_for_a_bounded_time(fake, tmp_path):
+    cache = open_cache(fake, tmp_path)
+    cache.lock_wait = 0.3
+    cache.path.parent.mkdir(mode=0o700)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys; descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+         " fcntl.flock(descriptor, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(cache.lock_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(TokenUnavailable, match=r"^kis: another process held the token lock .*\.lock for more "
+                                                   r"than 0.3s; giving up$"):
+            cache.token()
+    finally:
+        holder.communicate("")
+    assert fake.requests == []
+    assert open_cache(fake, tmp_path).token().value == fake.tokens[0].token  # once released, it is taken
+
+
+def test_prices_every_token_rejected_stops_after_two_tokens(database, fake, tmp_path):
+    fake.token_throttle_seconds = None
+    fake.reject_tokens = "EGW00121"
+    install_masters(fake)
+    install_prices(fake, ["005930", "069500", "035720"])
+    env = kis_env(database, fake, tmp_path / "state")
+    assert run_cli("symbols", "--exchange", "kis", env=env).exit_code == 0
+    for tokens in (2, 1):  # the next run starts with the cached token, rejected, then replaced once
+        issued = fake.tokens_issued
+        result = run_cli("prices", "--exchange", "kis", "--since", "2024-06-01", env=env)
+        assert result.exit_code == 1, result.output
+        assert fake.tokens_issued - issued == tokens
+        errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+        assert len(errors) == 1 and errors[0].endswith(
+            "ERROR kis: the replacement access token was rejected too (EGW00121/EGW00123); stopping without "
+            "issuing another (is the system clock right? is the app key still valid?)")
+        assert len(result.stderr.splitlines()) == 2 and "FAILED: kis: the replacement" in result.stderr
+    assert kis_prices(database) == []
+
+
+def test_prices_huge_expires_in_fails_with_one_line(database, fake, tmp_path):
+    fake.token_fields = {"access_token_token_expired": "", "expires_in": 10 ** 30}
+    install_masters(fake)
+    install_prices(fake, ["005930"])
+    result = run_cli("prices", "--exchange", "kis", "--since", "2024-06-01",
+                     env=kis_env(database, fake, tmp_path / "state"))
+    assert result.exit_code == 1, result.output
+    assert [line.split(" ERROR ")[1] for line in result.stderr.splitlines() if " ERROR " in line] == [
+        "kis: the token answer has no readable expiry"]
+    assert "Traceback" not in result.output and fake.count(TOKEN_PATH) == 1
 
 
 def test_prices_three_runs_issue_one_token(database, fake, tmp_path):

@@ -12,6 +12,7 @@ is checked to be private (file 0600, directory 0700).
 import contextlib
 import json
 import os
+import re
 import socketserver
 import stat
 import struct
@@ -25,7 +26,7 @@ import psycopg2.extensions
 import pytest
 
 from tests.conftest import query
-from tests.fakes.common import HTML_CONTENT_TYPE, Response
+from tests.fakes.common import HTML_CONTENT_TYPE, Response, json_response
 from tests.fakes.kis_server import FakeKis
 from tests.fakes.upbit_server import FakeUpbit, make_upbit_candles
 from tests.fault_support import KIS_PRICES_PATH, TODAY, collect_runs, for_market, fresh_database, install_kis
@@ -295,3 +296,54 @@ def test_token_cache_is_private(evidence):
     assert len(files) == 1 and stat.S_IMODE(files[0].stat().st_mode) == 0o600
     assert KIS_KEY not in files[0].name and json.loads(files[0].read_text())["access_token"] == evidence["tokens"][-1]
     assert all(stat.S_IMODE(path.stat().st_mode) & 0o077 == 0 for path in directory.iterdir())
+
+
+SENTRY_KEY = f"sentrypublic{uuid.uuid4().hex}"
+
+
+class EchoingUpbit(FakeUpbit):
+    """A FakeUpbit whose candles of one market answer HTTP 400 with `echo` as Upbit's error message."""
+
+    def __init__(self, market, **keywords):
+        super().__init__(**keywords)
+        self.market = market
+        self.echo = ""
+
+    def _answer_candles(self, request, stuck_cursor):
+        if request.query.get("market") != self.market:
+            return super()._answer_candles(request, stuck_cursor)
+        return json_response(400, {"error": {"name": 400, "message": self.echo}})
+
+
+def test_registered_secrets_are_masked_in_every_encoded_form(database, tmp_path):
+    """The ping URL, the Sentry DSN and the database URL's userinfo are registered, and every secret is masked
+    JSON-escaped and hex-encoded too: an exchange echoing them all leaves none in the log or the run history.
+    (The test server trusts local users: the password travels in the URL but is not asked for.)"""
+    user = psycopg2.extensions.parse_dsn(database).get("user", "postgres")
+    dsn, admin = uri_with_password(database, user, DB_PASSWORD), database
+    with contextlib.ExitStack() as stack:
+        upbit = stack.enter_context(EchoingUpbit(MARKETS[0], rate_limit=None))
+        for market in MARKETS:
+            upbit.set_candles(market, make_upbit_candles(market, TODAY - timedelta(days=5), TODAY))
+        ping_url = f"http://127.0.0.1:1/ping/{PING_KEY}/{{job}}-{{exchange}}"
+        sentry_dsn = f"http://{SENTRY_KEY}@127.0.0.1:1/42"
+        userinfo = dsn.split("//", 1)[1].rsplit("@", 1)[0]
+        echoed = [ping_url.replace("{job}-{exchange}", "prices-upbit"), sentry_dsn, userinfo,
+                  json.dumps(ping_url)[1:-1].replace("/", "\\/"), json.dumps(sentry_dsn),
+                  re.sub("%[0-9A-F]{2}", lambda match: match.group(0).lower(), quote(DB_PASSWORD, safe="")),
+                  DB_PASSWORD.encode().hex(), DB_PASSWORD.encode().hex().upper()]
+        upbit.echo = " | ".join(echoed)
+        env = {"DATABASE_URL": dsn, "UPBIT_API_URL": upbit.url, "UPBIT_RATE_LIMIT": "1000",
+               "WOMBAT_LOCK_DIR": str(tmp_path), "WOMBAT_PING_URL": ping_url, "SENTRY_DSN": sentry_dsn,
+               "WOMBAT_HTTP_TIMEOUT": "5"}
+        outputs = [run(env, *verbosity, "prices", "--exchange", "upbit", "--days-back", "3")
+                   for verbosity in (("-v",), ("-v", "--log-format", "json"))]
+        assert [completed.returncode for completed in outputs] == [1, 1]
+        texts = [text for completed in outputs for text in (completed.stdout, completed.stderr)]
+        shown = 'upbit: HTTP 400: ***prices-upbit | *** | *** | ***{job}-{exchange} | "***" | *** | *** | ***'
+        assert shown in texts[1] and json.dumps(shown)[1:-1] in texts[3]  # the whole echo reached the log, masked
+        runs = collect_runs(admin)
+        assert len(runs) == 2
+        found = {PING_KEY, SENTRY_KEY, DB_PASSWORD, userinfo}
+        forms = {form for secret in found for form in variants(secret) | {secret.encode().hex()}}
+        assert hits(texts + runs, forms) == []

@@ -5,7 +5,9 @@ from decimal import Decimal
 
 import pytest
 
+from tests.conftest import run_cli, stored_prices, upbit_env
 from tests.fakes.upbit_server import FakeUpbit, make_upbit_candles, make_upbit_markets
+from tests.fault_support import for_market
 from wombat_collect.collectors import upbit
 from wombat_collect.config import load_settings
 from wombat_collect.errors import ExchangeBlocked, ExchangeError, SymbolNotFound
@@ -69,6 +71,29 @@ def test_fetch_daily_candles_stuck_cursor_raises(fake_upbit, client):
     fake_upbit.inject("stuck_cursor", count=10)
     with pytest.raises(ExchangeError, match="did not move back"):
         list(upbit.fetch_daily_candles(client, "BTC/KRW", date(2024, 1, 1)))
+
+
+def test_fetch_daily_candles_cursor_creeping_by_seconds_raises(fake_upbit, client):
+    fake_upbit.set_candles("KRW-BTC", make_upbit_candles("KRW-BTC", date(2024, 1, 1), date(2025, 6, 30)))
+    fake_upbit.inject("creeping_cursor", count=50)  # page 1 is whole; from page 2 each moves back 200 seconds
+    with pytest.raises(ExchangeError, match=r"^upbit: prices of KRW-BTC: a page of 200 candles moved back only "
+                                            r"0:03:20 from 2024-12-13 00:00:00; expected at least 200 days$"):
+        list(upbit.fetch_daily_candles(client, "BTC/KRW", date(2024, 1, 1)))
+    assert fake_upbit.count() == 2
+
+
+def test_prices_creeping_cursor_fails_that_symbol_only(database, fake_upbit):
+    for market in ("KRW-BTC", "KRW-ETH"):
+        fake_upbit.set_candles(market, make_upbit_candles(market, date(2024, 1, 1), date(2025, 6, 30)))
+    fake_upbit.inject("creeping_cursor", count=50, match=for_market("KRW-BTC"))
+    result = run_cli("prices", "--exchange", "upbit", "--since", "2024-01-01", env=upbit_env(database, fake_upbit))
+    assert result.exit_code == 1, result.output
+    failures = [line for line in result.stderr.splitlines() if " failed: " in line]
+    assert len(failures) == 1 and failures[0].endswith(
+        "prices upbit BTC/KRW failed: upbit: prices of KRW-BTC: a page of 200 candles moved back only 0:03:20 from "
+        "2024-12-13 00:00:00; expected at least 200 days")
+    assert {row[0] for row in stored_prices(database)} == {"ETH/KRW"}
+    assert len(stored_prices(database)) == (date(2025, 6, 30) - date(2024, 1, 1)).days + 1
 
 
 def test_fetch_daily_candles_blocked_raises_at_once(fake_upbit, client):

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.conftest import run_cli, stored_prices, upbit_env
 from tests.fakes.kis_server import FakeKis, make_kis_rows
 from tests.fakes.upbit_server import FakeUpbit, make_upbit_candles
 from tests.fault_support import (
@@ -82,6 +83,31 @@ def test_candle_problem_accepts_sane_candles(changes):
 ])
 def test_candle_problem_names_what_is_wrong(changes, problem):
     assert candle_problem(candle(**changes), NOW) == problem
+
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("999999999999.999999999", "2025-07-01: price not positive or out of range"),  # rounds up to 10^12
+    ("999999999999.999999995", "2025-07-01: price not positive or out of range"),
+    ("999999999999.999999994", None),  # rounds down to 999999999999.99999999
+    ("0.000000004", "2025-07-01: price not positive or out of range"),  # rounds to 0
+    ("0.000000005", None),  # rounds to 0.00000001
+])
+def test_candle_problem_judges_prices_as_stored(value, problem):
+    price = Decimal(value)
+    edge = candle(open=price, high=price, low=price, close=price)
+    assert candle_problem(edge, NOW) == problem
+
+
+def test_candle_holds_values_rounded_as_stored():
+    edge = candle(open=Decimal("0.000000005"), high=Decimal("0.000000015"), low=Decimal("0.000000005"),
+                  close=Decimal("0.000000005"), volume=Decimal("1.123456785"), quote_volume=None)
+    assert (edge.open, edge.high, edge.volume, edge.quote_volume) == (
+        Decimal("0.00000001"), Decimal("0.00000002"), Decimal("1.12345679"), None)
+    assert str(edge.open) == "1E-8"
+    huge = candle(volume=Decimal("9999999999999999999999.999999995"))
+    assert huge.volume == Decimal("1E+22")
+    assert candle_problem(huge, NOW) == "2025-07-01: volume negative or out of range"
 
 
 # --------------------------------------------------------------------------- through the CLI
@@ -250,3 +276,28 @@ def test_prices_kis_absurd_rows_are_counted_and_others_stored_exactly(absurd):
             in scenario.stderr)
     assert all(row[4] <= min(row[2], row[5]) and max(row[2], row[5]) <= row[3] and row[4] > 0 and row[6] >= 0
                and date(1980, 1, 1) <= row[1].date() < TODAY for row in stored)
+
+
+def test_prices_upbit_rounding_edges_are_judged_as_stored(database, fake_upbit):
+    """A price that rounds to 0 or to 10^12 is rejected (before: stored as 0, or a numeric overflow failing every
+    candle of the symbol); one that rounds to 0.00000001 is stored as that."""
+    start, end = TODAY - timedelta(days=6), TODAY - timedelta(days=1)
+    served = {market: make_upbit_candles(market, start, end) for market in ("BTC-EDGE", "KRW-HUGE")}
+    tiny, zero = served["BTC-EDGE"][1], served["BTC-EDGE"][2]
+    for row, price in ((tiny, Decimal("0.000000005")), (zero, Decimal("0.000000004"))):
+        row.update(opening_price=price, high_price=price, low_price=price, trade_price=price)
+    huge = served["KRW-HUGE"][3]
+    huge["high_price"] = Decimal("999999999999.999999999")
+    for market, candles in served.items():
+        fake_upbit.set_candles(market, candles)
+    result = run_cli("prices", "--exchange", "upbit", "--days-back", "6", env=upbit_env(database, fake_upbit))
+    assert result.exit_code == 1, result.output
+    for symbol, row in (("EDGE/BTC", zero), ("HUGE/KRW", huge)):
+        day = row["candle_date_time_utc"][:10]
+        assert (f"prices upbit {symbol} failed: 1 invalid candle(s) rejected, first: {day}: price not positive "
+                "or out of range") in result.stderr
+    stored = stored_prices(database)
+    assert len(stored) == 2 * 6 - 2 and all(0 < row[4] and row[3] < Decimal("1e12") for row in stored)
+    tiny_row = next(row for row in stored if row[1].strftime("%Y-%m-%dT%H:%M:%S") == tiny["candle_date_time_utc"]
+                    and row[0] == "EDGE/BTC")
+    assert tiny_row[2:6] == (Decimal("0.00000001"),) * 4

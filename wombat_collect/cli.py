@@ -35,13 +35,16 @@ class App:
         """Return the Settings, reading them on first use. Raise ConfigError if malformed."""
         if self._settings is None:
             from wombat_collect.config import load_settings, read_environment
-            from wombat_collect.logging_setup import register_secret
+            from wombat_collect.logging_setup import register_secret, register_url_secrets
 
             variables = read_environment(self.env_file)
             self._settings = load_settings(variables)
             for name in ("POSTGRES_PASSWORD", "KIS_APP_KEY", "KIS_APP_SECRET"):
                 register_secret(variables.get(name))
             register_secret(_dsn_password(self._settings.database_url))
+            register_url_secrets((variables.get("DATABASE_URL") or "").strip(), whole=False)
+            register_url_secrets(self._settings.ping_url)
+            register_url_secrets(self._settings.sentry_dsn)
         return self._settings
 
 

@@ -144,7 +144,8 @@ def database_url(variables):
     """Given variables, return a libpq DSN, or None for the embedded server.
 
     DATABASE_URL wins when non-empty; else POSTGRES_SERVER and friends.
-    Raise ConfigError if a value is malformed.
+    Raise ConfigError if a value is malformed, or if the URL's host holds an
+    '@' (an unencoded '@' in the password, whose tail would show in errors).
     """
     import psycopg2.extensions
 
@@ -154,6 +155,9 @@ def database_url(variables):
             parts = psycopg2.extensions.parse_dsn(url)
         except psycopg2.ProgrammingError:
             raise ConfigError("DATABASE_URL is not a valid libpq connection URI") from None
+        if "@" in parts.get("host", ""):  # postgresql://u:p@ss@host/db: password 'p', host 'ss@host'
+            raise ConfigError("DATABASE_URL has an '@' in its host part: percent-encode an '@' in the user name "
+                              "or password as %40")
         if not all(port.isdigit() and 1 <= int(port) <= 65535 for port in parts.get("port", "5432").split(",")):
             raise ConfigError("DATABASE_URL has a port that is not a number between 1 and 65535")
         if parts.get("sslmode", "prefer") not in SSL_MODES:

@@ -151,8 +151,10 @@ class HttpClient:
             elif verdict is Verdict.RETRY and transient < MAX_TRANSIENT_RETRIES:
                 self._back_off(None, transient, "retried", message)
                 transient += 1
-            elif verdict is Verdict.AUTH and self.authenticator and not renewed:
-                self.authenticator.invalidate()
+            elif verdict is Verdict.AUTH and self.authenticator:
+                self.authenticator.invalidate()  # raises (a block) once a replacement token is rejected too
+                if renewed:
+                    raise self._error(verdict, message, path)
                 renewed = True
             elif not answered and self._gave_up_unanswered():
                 raise ExchangeUnreachable(f"{self.name}: cannot reach {self.base_url}: {message} "

@@ -9,29 +9,85 @@ prefix so journald records the level. Known secrets are masked in every line.
 import json
 import logging
 import os
+import re
 import sys
+import threading
 from datetime import datetime, timezone
 
 MASK = "***"  # what a registered secret is replaced with
 SYSLOG_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 MINIMUM_SECRET_LENGTH = 4
 
+PLACEHOLDER = "{"  # WOMBAT_PING_URL's {job} and {exchange}: the secret part ends before the first one
+
 _secrets = set()
+_secrets_lock = threading.Lock()
+_pattern = None  # one compiled alternation of every form, longest first; rebuilt after a registration
 
 
 def register_secret(value):
-    """Given a secret (password, key, token), mask it, and its URL-encoded forms, in every log line from now on."""
+    """Given a secret (password, key, token), mask it, and its encoded forms, in every log line from now on.
+
+    The forms: as is, URL-encoded (upper- and lowercase hex), JSON-escaped
+    (also with `\\/`), and the hex of its UTF-8 bytes (both cases).
+    """
+    if not value or len(value) < MINIMUM_SECRET_LENGTH:
+        return
+    global _pattern
+    forms = secret_forms(value)
+    with _secrets_lock:
+        if not forms <= _secrets:
+            _secrets.update(forms)
+            _pattern = None
+
+
+def secret_forms(value):
+    """Given a secret, return every form of it a message could carry."""
     from urllib.parse import quote, quote_plus
 
-    if value and len(value) >= MINIMUM_SECRET_LENGTH:
-        _secrets.update({value, quote(value, safe=""), quote_plus(value)})
+    encoded = {quote(value, safe=""), quote_plus(value)}
+    encoded |= {re.sub(r"%[0-9A-F]{2}", lambda match: match.group(0).lower(), form) for form in encoded}
+    escaped = {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    escaped |= {form.replace("/", "\\/") for form in escaped}
+    raw = value.encode("utf-8").hex()
+    return {value, raw, raw.upper()} | encoded | escaped
+
+
+def register_url_secrets(url, whole=True):
+    """Given a URL that holds secrets (ping URL, Sentry DSN, database URL), register its parts as secrets.
+
+    Its userinfo (raw, and user and password decoded) always; with `whole`, also
+    the URL and its path and query, each up to the first {placeholder}.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    if not url:
+        return
+    parts = urlsplit(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at:
+        user, _, password = userinfo.partition(":")
+        for secret in (userinfo, unquote(password)):
+            register_secret(secret)
+    if whole:
+        register_secret(url.split(PLACEHOLDER, 1)[0])
+        location = url[len(f"{parts.scheme}://{parts.netloc}"):] if parts.netloc else ""
+        register_secret(location.split(PLACEHOLDER, 1)[0])
 
 
 def redact(text):
-    """Given text, return it with every registered secret replaced by ***."""
-    for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
+    """Given text, return it with every registered secret, in every form, replaced by ***."""
+    pattern = _secret_pattern()
+    return pattern.sub(MASK, text) if pattern is not None else text
+
+
+def _secret_pattern():
+    global _pattern
+    with _secrets_lock:
+        if _pattern is None and _secrets:
+            forms = sorted(_secrets, key=len, reverse=True)
+            _pattern = re.compile("|".join(map(re.escape, forms)))
+        return _pattern
 
 
 class RedactingFormatter(logging.Formatter):

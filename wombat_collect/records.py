@@ -2,9 +2,13 @@
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 DAILY = "1d"
+STORED_EXPONENT = Decimal("1e-8")  # pricedata's numeric(20,8) prices and numeric(30,8) volumes keep 8 decimals
+STORED_DIGITS_LIMIT = 30  # integer digits beyond any pricedata column: such a value is left for validation to reject
+STORED_CONTEXT = Context(prec=STORED_DIGITS_LIMIT + 10)  # room for 30 integer digits and 8 decimals
+CANDLE_VALUES = ("open", "high", "low", "close", "volume", "quote_volume")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,11 @@ class Candle:
 
     `corporate_action` is set when the exchange flags a split, rights issue or
     similar on that day, which re-bases an adjusted price history.
+
+    Prices and volumes are held as the database stores them: rounded to 8
+    decimals, half away from zero, as PostgreSQL rounds numeric(p,8). So
+    validation judges exactly what will be written (0.000000004 is 0, and
+    999999999999.999999999 is 10^12).
     """
 
     timestamp: datetime
@@ -58,6 +67,21 @@ class Candle:
     volume: Decimal
     quote_volume: Decimal | None
     corporate_action: bool = False
+
+    def __post_init__(self):
+        for name in CANDLE_VALUES:
+            object.__setattr__(self, name, stored_value(getattr(self, name)))
+
+
+def stored_value(value):
+    """Given a Decimal (or None), return it rounded as a numeric(p,8) column stores it.
+
+    A non-finite value, or one too large for any column, is returned as is:
+    validation rejects it.
+    """
+    if not isinstance(value, Decimal) or not value.is_finite() or value.adjusted() >= STORED_DIGITS_LIMIT:
+        return value
+    return value.quantize(STORED_EXPONENT, rounding=ROUND_HALF_UP, context=STORED_CONTEXT)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ def candle_problem(candle, now):
 
     A sane candle starts at 00:00 UTC, between 1980 and tomorrow, has positive
     prices with low <= open, close <= high, and non-negative volumes that fit
-    the backend's columns.
+    the backend's columns. A Candle holds its values as stored (rounded to 8
+    decimals, see records.Candle), so these rules judge what would be written.
     """
     day = f"{candle.timestamp:%Y-%m-%d}"
     if candle.timestamp.utcoffset() is None or (candle.timestamp.hour, candle.timestamp.minute) != (0, 0):

@@ -29,6 +29,9 @@ Fault kinds (``FakeService.inject``):
     "reset"               The connection is closed abruptly (RST) without any answer.
     "timeout"             Sleep ``seconds`` (default 5) in the handler, then answer normally.
     "stuck_cursor"        The paging cursor is ignored (Upbit ``to``, KIS FID_INPUT_DATE_2).
+    "creeping_cursor"     The page moves the cursor back by the least step the API allows:
+                          Upbit candles re-dated one second apart just before ``to``, KIS 100
+                          copies of the newest row in range (one day back per page).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ FAULT_KINDS = frozenset(
         "reset",
         "timeout",
         "stuck_cursor",
+        "creeping_cursor",
     }
 )
 DEFAULT_TIMEOUT_FAULT_SECONDS = 5.0
@@ -613,6 +617,8 @@ class FakeService:
             return Response(200, WRONG_CONTENT_TYPE_BODY, HTML_CONTENT_TYPE)
         if kind == "empty":
             return self._empty_response(request)
+        if kind == "creeping_cursor":
+            return self._creeping_response(request)
         response = self._route(request, stuck_cursor=(kind == "stuck_cursor"))
         if kind == "truncated":
             response.action = ACTION_TRUNCATE
@@ -630,6 +636,10 @@ class FakeService:
 
     def _empty_response(self, request: Request) -> Response:
         """Given a request, return the fake's well-formed "no data" answer."""
+        raise NotImplementedError
+
+    def _creeping_response(self, request: Request) -> Response:
+        """Given a request, return a page that moves the paging cursor back as little as possible."""
         raise NotImplementedError
 
     def _internal_error(self) -> Response:

@@ -16,6 +16,8 @@ Follows shared/reference/kis-api.md. Choices where the reference is silent or un
 - Token issuance is throttled per app key by ``token_throttle_seconds`` measured with ``now``;
   ``token_reuse_seconds`` (default None = off) models "asking again within ~6 h returns the
   same token". ``tokens_issued`` counts successful tokenP answers (a reused token counts).
+  ``reject_tokens`` (default None) set to "EGW00121" or "EGW00123" rejects every token on use;
+  ``token_fields`` (default empty) overrides fields of the tokenP answer (e.g. a huge ``expires_in``).
 - Only ``FID_PERIOD_DIV_CODE=D`` is modelled (others answer OPSQ2001). FID_COND_MRKT_DIV_CODE
   may be J, NX or UN; all serve the same rows. Query names are matched case-insensitively.
 - ``pad_empty=True`` appends ``PAD_EMPTY_COUNT`` ``{}`` entries to a page holding fewer than
@@ -665,6 +667,8 @@ class FakeKis(FakeService):
         self.duplicate_rows = duplicate_rows
         self.now = now or _utc_now
         self.tokens_issued = 0
+        self.reject_tokens: str | None = None
+        self.token_fields: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._limiter = SlidingWindowLimiter(rate_limit, 1.0)
         self._tokens: dict[str, IssuedToken] = {}
@@ -805,6 +809,7 @@ class FakeKis(FakeService):
                 "access_token_token_expired": token.expires_at.astimezone(KST).strftime(TOKEN_EXPIRY_FORMAT),
                 "token_type": "Bearer",
                 "expires_in": int((token.expires_at - token.issued_at).total_seconds()),
+                **self.token_fields,
             },
         )
 
@@ -864,6 +869,8 @@ class FakeKis(FakeService):
             raise _Reject(rest_error(500, "EGW00205"))
         with self._lock:
             token = self._tokens.get(token_text.strip())
+            if self.reject_tokens:
+                raise _Reject(rest_error(500, self.reject_tokens))
             if token is None or token.revoked:
                 raise _Reject(rest_error(500, "EGW00121"))
             if token.expired or self.now() >= token.expires_at:
@@ -878,6 +885,20 @@ class FakeKis(FakeService):
         end = "99991231" if stuck_cursor else query.end
         window = [row for row in series if query.start <= row["stck_bsop_date"] <= end]
         return self._price_answer(query.code, series, self._page(window))
+
+    def _creeping_response(self, request: Request) -> Response:
+        """Given a price request, answer 100 copies of the newest row in range (the cursor then
+        moves back one day per page); other requests normally."""
+        if request.path != PRICE_PATH:
+            return self._route(request, stuck_cursor=False)
+        try:
+            self._check_price_headers(request)
+            query = parse_price_query(request.query)
+        except _Reject as rejection:
+            return rejection.response
+        series = self.series(query.code, query.adjusted)
+        window = [row for row in series if query.start <= row["stck_bsop_date"] <= query.end]
+        return self._price_answer(query.code, series, self._page(window[-1:]) * MAX_ROWS)
 
     def _page(self, window: list[dict[str, str]]) -> list[dict[str, str]]:
         """Given the rows in range oldest first, return the page as answered: newest first,

@@ -25,6 +25,7 @@ Follows shared/reference/upbit-api.md. Choices where the reference is silent or 
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -405,6 +406,20 @@ class FakeUpbit(FakeService):
     def _internal_error(self) -> Response:
         """Return an HTTP 500 in Upbit's error shape."""
         return _error(500, 500, "Internal server error")
+
+    def _creeping_response(self, request: Request) -> Response:
+        """Given a request, answer its normal page; with a ``to``, every candle re-dated one second
+        before the previous one, starting one second before ``to``."""
+        response = self._route(request, stuck_cursor=False)
+        before = parse_to(request.query.get("to") or "") if request.path == CANDLES_PATH else None
+        if before is None or response.status != 200:
+            return response
+        rows = json.loads(response.body, parse_float=Decimal)
+        for index, row in enumerate(rows, 1):
+            moment = before - timedelta(seconds=index)
+            row["candle_date_time_utc"] = moment.strftime(CANDLE_TIME_FORMAT)
+            row["candle_date_time_kst"] = (moment + timedelta(hours=9)).strftime(CANDLE_TIME_FORMAT)
+        return json_response(200, rows, dumps_with_decimals)
 
     def _answer_markets(self, request: Request) -> Response:
         """Given a market list request, return every listed market in a shuffled order."""

@@ -13,6 +13,7 @@ no corporate-action flag and only a corrected stored row triggers a (harmless)
 re-collection.
 """
 
+import itertools
 import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -25,6 +26,7 @@ from wombat_collect.collectors.kis_token import (
     TokenCache,
     classify_token,
 )
+from wombat_collect.collectors.paging import check_page_budget, page_budget
 from wombat_collect.errors import ConfigError, ExchangeError
 from wombat_collect.http import HttpClient, Verdict, snippet
 from wombat_collect.ratelimit import RateLimiter
@@ -107,13 +109,17 @@ def fetch_daily_candles(client, symbol, start=None):
 
     Pages backwards 100 rows at a time until a short page or `start`; skips `{}`
     padding and duplicate days. An empty page after a full one ends the history
-    only if asking again confirms it. Raise ExchangeError if a page is malformed
-    or does not move backwards.
+    only if asking again confirms it. Raise ExchangeError if a page is malformed,
+    does not move backwards, or the window takes more pages than it can need
+    (collectors.paging). Rows are whole days up to `end`, so N distinct days
+    always move back N days; a page of repeated days is caught by the budget.
     """
     first = max(start or EARLIEST_DATE, EARLIEST_DATE)
     end = datetime.now(KST).date()
+    budget = page_budget(first, end, PAGE_SIZE)
     seen = set()
-    while True:
+    for pages in itertools.count(1):
+        check_page_budget(pages, budget, "kis", symbol, first)
         rows = fetch_page(client, symbol, first, end)
         if not rows and seen:
             rows = fetch_page(client, symbol, first, end)

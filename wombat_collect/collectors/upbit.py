@@ -4,10 +4,12 @@ Facts: ../shared/reference/upbit-api.md. Upbit codes are QUOTE-BASE (`KRW-BTC`);
 the backend stores BASE/QUOTE (`BTC/KRW`).
 """
 
+import itertools
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
+from wombat_collect.collectors.paging import PERIOD, check_moved_back, check_page_budget, page_budget
 from wombat_collect.errors import ExchangeError
 from wombat_collect.http import HttpClient, Verdict, snippet
 from wombat_collect.ratelimit import RateLimiter
@@ -24,6 +26,7 @@ SYMBOL_TYPE = "CRYPTO"
 PRICE_PRECISION = 8  # the most decimals any Upbit price has (BTC-quoted markets)
 QUANTITY_PRECISION = 8  # Upbit quantities have up to 8 decimals
 PAGE_SIZE = 200
+EARLIEST_DATE = date(2017, 1, 1)  # before Upbit's first candles (it opened in October 2017): "all history"
 LISTING_PATH = "/v1/market/all"
 CANDLES_PATH = "/v1/candles/days"
 GROUPS = ("market", "candles")
@@ -71,33 +74,58 @@ def fetch_daily_candles(client, symbol, start=None):
     Newest first, the running candle included; pages backwards with the exclusive
     `to` cursor. An empty page after a full one ends the history only if asking
     again confirms it (a glitch must not cut the history short). Raise
-    SymbolNotFound for an unknown market, ExchangeError if a page is malformed or
-    does not move the cursor backwards.
+    SymbolNotFound for an unknown market, ExchangeError if a page is malformed,
+    does not move the cursor back a day per candle, or the window takes more
+    pages than it can need (collectors.paging).
     """
     market = market_code(symbol)
+    first = start or EARLIEST_DATE
+    budget = page_budget(first, datetime.now(timezone.utc).date(), PAGE_SIZE)
     cursor = None
-    while True:
-        params = {"market": market, "count": PAGE_SIZE}
-        if cursor:
-            params["to"] = cursor.strftime("%Y-%m-%dT%H:%M:%SZ")
-        page = client.request_json("GET", CANDLES_PATH, "candles", params=params)
-        if page == [] and cursor:
-            page = client.request_json("GET", CANDLES_PATH, "candles", params=params)
-        if not isinstance(page, list):
-            raise ExchangeError(f"upbit: candles of {market} are not a list: {snippet(str(page))}")
-        oldest = None
-        for row in page:
-            candle = parse_candle(row)
-            if isinstance(candle, Candle):
-                if cursor and candle.timestamp >= cursor:
-                    raise ExchangeError(f"upbit: candles of {market} did not move back past {cursor:%Y-%m-%d}")
-                oldest = candle.timestamp if oldest is None else min(oldest, candle.timestamp)
-                if start and EARLIEST_SANE_DATE <= candle.timestamp and candle.timestamp.date() < start:
-                    continue  # before the window (an insane date goes on, to be rejected and counted)
+    for pages in itertools.count(1):
+        check_page_budget(pages, budget, "upbit", market, first)
+        page = fetch_page(client, market, cursor)
+        candles = [parse_candle(row) for row in page]
+        oldest = page_oldest(candles, cursor, market)
+        for candle in candles:
+            if isinstance(candle, Candle) and start and EARLIEST_SANE_DATE <= candle.timestamp \
+                    and candle.timestamp.date() < start:
+                continue  # before the window (an insane date goes on, to be rejected and counted)
             yield candle
         if len(page) < PAGE_SIZE or oldest is None or (start and oldest.date() <= start):
             return
         cursor = oldest
+
+
+def fetch_page(client, market, cursor):
+    """Given a market code and the cursor (None: the newest page), return one page of candle rows.
+
+    An empty page after a full one is asked for again. Raise ExchangeError if it is not a list.
+    """
+    params = {"market": market, "count": PAGE_SIZE}
+    if cursor:
+        params["to"] = cursor.strftime("%Y-%m-%dT%H:%M:%SZ")
+    page = client.request_json("GET", CANDLES_PATH, "candles", params=params)
+    if page == [] and cursor:
+        page = client.request_json("GET", CANDLES_PATH, "candles", params=params)
+    if not isinstance(page, list):
+        raise ExchangeError(f"upbit: candles of {market} are not a list: {snippet(str(page))}")
+    return page
+
+
+def page_oldest(candles, cursor, market):
+    """Given a page's parsed candles and the cursor it was asked with, return its oldest candle's time.
+
+    Return None if it holds no readable candle. Raise ExchangeError if a candle
+    is not before the cursor, or the page moved back less than a day per candle.
+    """
+    times = {candle.timestamp for candle in candles if isinstance(candle, Candle)}
+    if not times:
+        return None
+    if cursor and max(times) >= cursor:
+        raise ExchangeError(f"upbit: candles of {market} did not move back past {cursor:%Y-%m-%d}")
+    check_moved_back(cursor or max(times) + PERIOD, min(times), len(times), "upbit", market)
+    return min(times)
 
 
 def parse_candle(row):
