@@ -8,6 +8,7 @@ restarting the server the other tests share: to the client both look the same, a
 connection. All against a real PostgreSQL; no database is mocked.
 """
 
+import contextlib
 import socket
 import subprocess
 import threading
@@ -24,13 +25,13 @@ from tests.fakes.upbit_server import CANDLES_PATH, make_upbit_candles
 from tests.ops_support import HELD, run, spawn, wait_until
 from wombat_collect.db.connection import (
     ConnectionLost,
+    DatabaseTimeout,
     DatabaseUnusable,
     connect,
     connect_options,
     database_error,
     describe_error,
 )
-from wombat_collect.errors import DatabaseError
 
 LAST_DAY = datetime.now(timezone.utc).date() - timedelta(days=1)
 FIRST_DAY = LAST_DAY - timedelta(days=299)
@@ -290,13 +291,41 @@ def test_prices_database_down_mid_run_stops_and_keeps_whole_symbols(server_dsn, 
 # --------------------------------------------------------------------------- timeouts
 
 
-@pytest.mark.parametrize(("setting", "message"), [
-    ("statement_timeout=1000", "canceling statement due to statement timeout: it ran longer than statement_timeout "
-                               "(another session holding a lock it needs?)"),
-    ("lock_timeout=500", "canceling statement due to lock timeout: another session held a lock it needs longer "
-                         "than lock_timeout"),
-])
-def test_prices_row_lock_past_the_timeout_fails_only_that_symbol(database, fake_upbit, setting, message):
+LOCK_TIMEOUT_MESSAGE = ("canceling statement due to lock timeout: another session held a lock it needs longer "
+                        "than lock_timeout")
+STATEMENT_TIMEOUT_MESSAGE = ("canceling statement due to statement timeout: it ran longer than statement_timeout "
+                             "(another session holding a lock it needs?)")
+SIX = tuple(f"KRW-L{number:02d}" for number in range(6))
+OBSERVE_SETTINGS = """
+CREATE TABLE observed_setting (lock_timeout TEXT, statement_timeout TEXT);
+CREATE FUNCTION observe_setting() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO observed_setting VALUES (current_setting('lock_timeout'), current_setting('statement_timeout'));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER observe_setting AFTER INSERT ON pricedata FOR EACH STATEMENT EXECUTE FUNCTION observe_setting();
+"""
+
+
+@contextlib.contextmanager
+def table_locked(dsn, table):
+    """Given a table, hold ACCESS EXCLUSIVE on it in another session (a backend migration); yield its pid."""
+    holder = psycopg2.connect(dsn)
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")  # noqa: S608 - a constant name
+        yield holder.get_backend_pid()
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+@pytest.mark.parametrize(("options", "variables", "message"), [
+    ("-c statement_timeout=1000", {}, STATEMENT_TIMEOUT_MESSAGE),
+    ("-c lock_timeout=500", {}, LOCK_TIMEOUT_MESSAGE),
+    (None, {"WOMBAT_LOCK_TIMEOUT": "1"}, LOCK_TIMEOUT_MESSAGE),
+], ids=["dsn-statement-timeout", "dsn-lock-timeout", "wombat-lock-timeout"])
+def test_prices_row_lock_past_the_timeout_fails_only_that_symbol(database, fake_upbit, options, variables, message):
     first = serve(fake_upbit, THREE, seed=0, first_day=LAST_DAY - timedelta(days=29))
     env = upbit_env(database, fake_upbit)
     assert run_cli(*PRICES, env=env).exit_code == 0
@@ -306,8 +335,8 @@ def test_prices_row_lock_past_the_timeout_fails_only_that_symbol(database, fake_
         with holder.cursor() as cursor:  # a transaction left open on BBB/KRW's rows
             cursor.execute("SELECT p.id FROM pricedata p JOIN symbol s ON s.id = p.symbol_id"
                            " WHERE s.symbol = 'BBB/KRW' FOR UPDATE OF p")
-        timed = dict(env, DATABASE_URL=psycopg2.extensions.make_dsn(database, options=f"-c {setting}"))
-        completed = run(timed, *PRICES, timeout=RUN_TIMEOUT)
+        dsn = psycopg2.extensions.make_dsn(database, options=options) if options else database
+        completed = run(dict(env, DATABASE_URL=dsn, **variables), *PRICES, timeout=RUN_TIMEOUT)
     finally:
         holder.rollback()
         holder.close()
@@ -322,6 +351,63 @@ def test_prices_row_lock_past_the_timeout_fails_only_that_symbol(database, fake_
     assert runs(database)[-1][:3] == ("partial", 2, 1)
     assert run(env, *PRICES).returncode == 0
     assert stored_prices(database) == expected_prices(revised)
+
+
+def test_prices_table_locked_stops_after_a_streak_of_lock_timeouts_naming_the_table(database, fake_upbit):
+    first = serve(fake_upbit, SIX, first_day=LAST_DAY - timedelta(days=29))
+    env = upbit_env(database, fake_upbit, WOMBAT_WORKERS="1", WOMBAT_LOCK_TIMEOUT="1")
+    assert run_cli(*PRICES, env=env).exit_code == 0
+    revised = serve(fake_upbit, SIX, seed=1, first_day=LAST_DAY - timedelta(days=29))
+    fake_upbit.clear_requests()
+    with table_locked(database, "pricedata") as holder:
+        completed = run(env, *PRICES, timeout=RUN_TIMEOUT)
+    stopped = (f"stopped after 3 symbols in a row timed out: database error while writing its candles: "
+               f"{LOCK_TIMEOUT_MESSAGE}; table pricedata is locked by another session (pid {holder} holds "
+               "AccessExclusiveLock)")
+    assert_clean_failure(completed, f"prices upbit: {stopped}")
+    assert "prices upbit: 6 symbols (0 ok, 3 failed, 3 not attempted), 0 rows (0 new) in " in completed.stderr
+    assert fake_upbit.count(CANDLES_PATH) == 3  # the rest were not even fetched
+    assert stored_prices(database) == expected_prices(first)
+    assert runs(database)[-1] == ("failed", 0, 3, stopped)
+    assert run(env, *PRICES).returncode == 0
+    assert stored_prices(database) == expected_prices(revised)
+
+
+def test_prices_incremental_start_on_a_locked_table_exits_1_before_fetching(database, fake_upbit):
+    first = serve(fake_upbit, THREE, first_day=LAST_DAY - timedelta(days=29))
+    env = upbit_env(database, fake_upbit, WOMBAT_LOCK_TIMEOUT="1")
+    assert run_cli(*PRICES, env=env).exit_code == 0
+    fake_upbit.clear_requests()
+    with table_locked(database, "pricedata") as holder:
+        completed = run(env, "prices", "--exchange", "upbit", timeout=RUN_TIMEOUT)
+    assert_clean_failure(completed, f"database error while reading the newest stored candles: {LOCK_TIMEOUT_MESSAGE};"
+                                    f" table pricedata is locked by another session (pid {holder} holds "
+                                    "AccessExclusiveLock)")
+    assert fake_upbit.count(CANDLES_PATH) == 0
+    assert stored_prices(database) == expected_prices(first)
+    assert runs(database)[-1][:3] == ("failed", 0, 0)
+
+
+@pytest.mark.parametrize(("options", "variables", "observed"), [
+    (None, {}, ("1min", "5min")),
+    (None, {"WOMBAT_LOCK_TIMEOUT": "0"}, ("7s", "5min")),
+    (None, {"WOMBAT_STATEMENT_TIMEOUT": "0"}, ("1min", "9s")),
+    (None, {"WOMBAT_LOCK_TIMEOUT": "1.5", "WOMBAT_STATEMENT_TIMEOUT": "20"}, ("1500ms", "20s")),
+    ("-c lock_timeout=5s", {}, ("5s", "5min")),
+    ("-c lock_timeout=5s", {"WOMBAT_LOCK_TIMEOUT": "2"}, ("2s", "5min")),
+    ("-c statement_timeout=8s", {}, ("1min", "8s")),
+], ids=["defaults", "lock-0", "statement-0", "variables", "dsn-lock", "variable-over-dsn", "dsn-statement"])
+def test_transaction_sets_the_configured_timeouts_inside_the_write(database, fake_upbit, options, variables,
+                                                                   observed):
+    serve(fake_upbit, THREE, first_day=LAST_DAY - timedelta(days=9))
+    assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0
+    execute(database, OBSERVE_SETTINGS, f'ALTER DATABASE "{database_name(database)}" SET lock_timeout = \'7s\'',
+            f'ALTER DATABASE "{database_name(database)}" SET statement_timeout = \'9s\'')
+    dsn = psycopg2.extensions.make_dsn(database, options=options) if options else database
+    result = run_cli(*PRICES, env=upbit_env(dsn, fake_upbit, **variables))
+    assert result.exit_code == 0, result.output
+    assert query(database, "SELECT lock_timeout, statement_timeout, count(*) FROM observed_setting"
+                           " GROUP BY 1, 2") == [(*observed, 3)]
 
 
 # --------------------------------------------------------------------------- privileges and read-only
@@ -444,7 +530,7 @@ def test_database_error_keeps_other_tables_messages(database, role):
 
 def test_database_error_of_a_statement_timeout_is_a_plain_symbol_failure(database):
     error = database_error(server_error(database, "SELECT pg_sleep(1)", options="-c statement_timeout=50"))
-    assert type(error) is DatabaseError
+    assert type(error) is DatabaseTimeout
     assert str(error) == ("canceling statement due to statement timeout: it ran longer than statement_timeout "
                           "(another session holding a lock it needs?)")
 
