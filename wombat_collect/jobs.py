@@ -14,11 +14,13 @@ from datetime import date, datetime, timedelta, timezone
 from wombat_collect.db import store
 from wombat_collect.db.connection import (
     ConnectionLost,
+    DatabaseTimeout,
     DatabaseUnusable,
     connect,
     connect_options,
     database_errors,
     first_line,
+    transaction,
 )
 from wombat_collect.errors import (
     ConfigError,
@@ -32,6 +34,7 @@ from wombat_collect.records import Candle, UpsertCounts
 from wombat_collect.validate import candle_problem
 
 RECONNECT_DELAYS = (0.5, 2.0)  # seconds before each new connection a symbol's write tries after losing one
+TIMEOUT_STREAK = 3  # symbols in a row whose write timed out (a table-wide lock?) before the run stops
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +111,7 @@ def prepare_database(dsn, collectors):
     try:
         with database_errors("preparing the schema", connection):
             apply_migrations(connection)
-            with connection:
+            with transaction(connection):
                 return store.ensure_exchanges(connection, [module.EXCHANGE for module in collectors])
     finally:
         connection.close()
@@ -151,7 +154,7 @@ def collect_listing_if_empty(dsn, exchange_id, collector, client):
     """
     connection = connect(dsn)
     try:
-        with database_errors("reading the stored symbols", connection):
+        with database_errors("reading the stored symbols", connection), transaction(connection):
             if store.stored_symbols(connection, exchange_id):
                 return None
     finally:
@@ -173,7 +176,7 @@ def _store_listing(dsn, exchange_id, group, records):
     """
     connection = connect(dsn)
     try:
-        with database_errors("storing the listing", connection), connection:
+        with database_errors("storing the listing", connection), transaction(connection, long_running=True):
             stored = [item for item in store.stored_symbols(connection, exchange_id)
                       if group is None or item.market == group]
             listed = {record.symbol for record in records}
@@ -197,7 +200,7 @@ def select_symbols(dsn, exchange_id, markets=(), symbols=()):
     """
     connection = connect(dsn)
     try:
-        with database_errors("reading the stored symbols", connection):
+        with database_errors("reading the stored symbols", connection), transaction(connection):
             stored = store.stored_symbols(connection, exchange_id)
     finally:
         connection.close()
@@ -220,7 +223,8 @@ def plan_starts(dsn, targets, window, backfill_days, today):
         return {item.id: today - timedelta(days=window.days) for item in targets}
     connection = connect(dsn)
     try:
-        with database_errors("reading the newest stored candles", connection):
+        with database_errors("reading the newest stored candles", connection), \
+                transaction(connection, long_running=True):
             newest = store.newest_timestamps(connection, [item.id for item in targets])
     finally:
         connection.close()
@@ -238,11 +242,12 @@ def collect_prices(dsn, exchange_id, collector, client, targets, starts, options
     result = JobResult("prices", collector.EXCHANGE.code)
     stop = options.stop_event or threading.Event()
     pool = None if options.dry_run else _open_pool(dsn, options.workers)
+    streak = TimeoutStreak()
     try:
         with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="collect") as executor:
             futures = {
                 executor.submit(collect_symbol_prices, pool, collector, client, item,
-                                starts[item.id], options, stop): item
+                                starts[item.id], options, stop, streak): item
                 for item in targets
             }
             for future in as_completed(futures):
@@ -282,6 +287,13 @@ def _record_outcome(result, future, symbol, stop, progress):
     except StoppedEarly:
         result.symbols_not_attempted += 1
         return
+    except TimeoutStreakReached as error:
+        if not result.fatal:
+            logger.error("prices %s: %s", result.exchange, error)
+            result.fatal = str(error)
+        stop.set()
+        result.symbols_failed += 1
+        return
     if progress:
         progress(1)
     result.rows += outcome.rows
@@ -299,12 +311,36 @@ class StoppedEarly(Exception):
     """The run is stopping (block, unusable database or signal): the symbol was left untouched."""
 
 
-def collect_symbol_prices(pool, collector, client, symbol, start, options, stop):
+class TimeoutStreakReached(DatabaseError):
+    """TIMEOUT_STREAK symbols in a row timed out writing: a table is likely locked; stop the run."""
+
+
+class TimeoutStreak:
+    """How many symbols in a row timed out writing their candles, shared by the run's workers."""
+
+    def __init__(self, limit=TIMEOUT_STREAK):
+        self.limit = limit
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self, timed_out):
+        """Given whether a symbol's write timed out, count it (a write that did not resets the count).
+
+        Return True when this timeout makes `limit` in a row.
+        """
+        with self._lock:
+            self.count = self.count + 1 if timed_out else 0
+            return self.count == self.limit
+
+
+def collect_symbol_prices(pool, collector, client, symbol, start, options, stop, streak=None):
     """Given one StoredSymbol, fetch its candles from `start` and write them in one transaction.
 
     Return a SymbolOutcome. Raise ExchangeBlocked or DatabaseUnusable to stop
-    the run, StoppedEarly if the run is stopping.
+    the run, TimeoutStreakReached when this write's timeout makes the streak
+    (the run stopped), StoppedEarly if the run is stopping.
     """
+    streak = streak or TimeoutStreak()
     if stop.is_set():
         raise StoppedEarly
     try:
@@ -312,10 +348,16 @@ def collect_symbol_prices(pool, collector, client, symbol, start, options, stop)
         if options.dry_run:
             return SymbolOutcome(symbol.symbol, UpsertCounts(unchanged=len(candles)), len(rejected))
         rows = write_candles(pool, collector, client, symbol, start, candles, options, stop)
+        streak.add(timed_out=False)
     except SymbolNotFound as error:
         return _skip_unknown(pool, symbol, error)
     except (ExchangeBlocked, DatabaseUnusable):
         raise
+    except DatabaseTimeout as error:
+        if streak.add(timed_out=True):
+            stop.set()  # before this worker takes its next symbol
+            raise TimeoutStreakReached(f"stopped after {streak.limit} symbols in a row timed out: {error}") from None
+        return SymbolOutcome(symbol.symbol, error=str(error))
     except (ExchangeError, DatabaseError) as error:
         return SymbolOutcome(symbol.symbol, error=str(error))
     error = f"{len(rejected)} invalid candle(s) rejected, first: {rejected[0]}" if rejected else None
@@ -376,7 +418,7 @@ def _write_candles_once(pool, collector, client, symbol, start, candles, options
     """
     connection = _live_connection(pool) if retry else _pooled_connection(pool)
     try:
-        with database_errors("writing its candles", connection), connection:
+        with database_errors("writing its candles", connection), transaction(connection, long_running=True):
             rows, updated = store.upsert_candles(connection, symbol.id, candles)
             if collector.REBASE_ON_CHANGE and (updated or any(c.corporate_action for c in candles)):
                 oldest = store.oldest_timestamp(connection, symbol.id)
@@ -439,7 +481,7 @@ def _deactivate_unknown(pool, symbol, error):
         return
     connection = _pooled_connection(pool)
     try:
-        with database_errors("marking it inactive", connection), connection:
+        with database_errors("marking it inactive", connection), transaction(connection):
             store.set_symbols_active(connection, [symbol.id], False)
     finally:
         pool.putconn(connection, close=connection.closed != 0)

@@ -3,9 +3,12 @@ psycopg2 errors into one-line operator messages."""
 
 import contextlib
 import logging
+import math
 import re
 import warnings
 
+from wombat_collect.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT
+from wombat_collect.db.queries import statement
 from wombat_collect.errors import ConfigError, DatabaseError
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -47,7 +50,12 @@ RUN_STOPPING_CODES = {
     "42703": "undefined column",
 }
 
+# Tables whose table-wide lock (SHARE or stronger: a migration, LOCK TABLE, VACUUM FULL) stops every write.
+WRITTEN_TABLES = ("pricedata", "symbol", "exchange", "collect_run")
+
 logger = logging.getLogger(__name__)
+# Seconds (None: the session's own value) set in every transaction; use_timeouts() sets them from Settings.
+timeouts = {"lock_timeout": DEFAULT_LOCK_TIMEOUT, "statement_timeout": DEFAULT_STATEMENT_TIMEOUT}
 
 
 class ConnectionLost(DatabaseError):
@@ -56,6 +64,42 @@ class ConnectionLost(DatabaseError):
 
 class DatabaseUnusable(DatabaseError):
     """The database refuses what every symbol needs (privilege, read-only, disk full): stop the run."""
+
+
+class DatabaseTimeout(DatabaseError):
+    """A statement waited past lock_timeout or ran past statement_timeout: that symbol fails (a streak stops it all)."""
+
+
+def use_timeouts(settings):
+    """Given Settings, make every later transaction set their lock and statement timeouts."""
+    timeouts.update(lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout)
+
+
+@contextlib.contextmanager
+def transaction(connection, long_running=False):
+    """Given a connection, yield it inside a transaction that sets our timeouts; commit, or roll back on error.
+
+    SET LOCAL (set_config(..., true)) lasts for this transaction only, so it works through
+    pgbouncer in transaction mode. lock_timeout bounds every transaction; statement_timeout
+    only `long_running` ones (upserts, the newest-candle scan).
+    """
+    with connection:
+        _set_timeouts(connection, long_running, local=True)
+        yield connection
+
+
+def _set_timeouts(connection, long_running, local):
+    names = ("lock_timeout", "statement_timeout") if long_running else ("lock_timeout",)
+    with connection.cursor() as cursor:
+        for name in names:
+            if timeouts[name]:
+                cursor.execute(statement("set_timeout"), {"name": name, "value": _milliseconds(timeouts[name]),
+                                                          "local": local})
+
+
+def _milliseconds(seconds):
+    """Given seconds, return the server's text for them in whole milliseconds (never rounded down to 0)."""
+    return f"{math.ceil(seconds * 1000)}ms"
 
 
 def resolve_dsn(settings):
@@ -109,6 +153,9 @@ def connect(dsn, autocommit=False):
     except psycopg2.Error as error:
         raise DatabaseError(f"cannot connect to the database: {first_line(error)}") from None
     connection.autocommit = autocommit
+    if autocommit:  # each statement is its own transaction: the session carries the lock timeout
+        with database_errors("setting lock_timeout", connection):
+            _set_timeouts(connection, long_running=False, local=False)
     return connection
 
 
@@ -149,7 +196,7 @@ def describe_error(error):
                 "with default_transaction_read_only off")
     if code == "57014" and "statement timeout" in message:
         return f"{message}: it ran longer than statement_timeout (another session holding a lock it needs?)"
-    if code == "55P03":
+    if code == "55P03" and "lock timeout" in message:
         return f"{message}: another session held a lock it needs longer than lock_timeout"
     if code == "53100":
         return f"{message}: the database server's disk is full"
@@ -198,7 +245,39 @@ def database_error(error, doing=None, connection=None):
         return DatabaseUnusable(text)
     if is_connection_lost(error, connection):
         return ConnectionLost(text)
+    if code in ("55P03", "57014") and "timeout" in message:
+        return _timeout_error(text, connection)
     return DatabaseError(text)
+
+
+def _timeout_error(text, connection):
+    """Given a timeout's message, return a DatabaseTimeout naming the table another session holds locked, if any."""
+    holders = locked_tables(connection) if connection is not None else []
+    if not holders:
+        return DatabaseTimeout(text)
+    table, mode, pid = holders[0]
+    return DatabaseTimeout(f"{text}; table {table} is locked by another session (pid {pid} holds {mode})")
+
+
+def locked_tables(connection):
+    """Given the connection of a failed transaction, roll it back and return [(table, lock mode, pid)].
+
+    Those are the table-wide locks other sessions hold on WRITTEN_TABLES that block writing
+    them (SHARE or stronger). Return [] if the connection cannot tell.
+    """
+    import psycopg2
+
+    try:
+        if connection.closed:
+            return []
+        connection.rollback()
+        with connection.cursor() as cursor:
+            cursor.execute(statement("locked_tables"), {"tables": list(WRITTEN_TABLES)})
+            rows = cursor.fetchall()
+        connection.rollback()
+        return rows
+    except psycopg2.Error:
+        return []
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ import logging
 import re
 from pathlib import Path
 
+from wombat_collect.db.connection import transaction
 from wombat_collect.db.queries import statement
 from wombat_collect.errors import SchemaError
 
@@ -76,7 +77,7 @@ def _apply_pending(connection):
         if version in done:
             continue
         connection.autocommit = False
-        with connection:  # one transaction per migration
+        with transaction(connection):  # one transaction per migration
             with connection.cursor() as cursor:
                 cursor.execute(path.read_text(encoding="utf-8"))
                 cursor.execute(statement("record_migration"), {"version": version, "name": name})

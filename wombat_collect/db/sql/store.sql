@@ -99,3 +99,20 @@ RETURNING "timestamp", (xmax = 0) AS inserted;
 -- name: ping
 -- Is this pooled connection still alive? (Asked only after the server dropped one.)
 SELECT 1;
+
+-- name: set_timeout
+-- lock_timeout or statement_timeout for this transaction (local) or this session.
+SELECT set_config(%(name)s, %(value)s, %(local)s);
+
+-- name: locked_tables
+-- Table-wide locks other sessions hold that block writing these tables (SHARE or stronger).
+SELECT c.relname, l.mode, l.pid
+  FROM pg_locks l
+  JOIN pg_class c ON c.oid = l.relation
+ WHERE l.locktype = 'relation'
+   AND l.granted
+   AND l.pid <> pg_backend_pid()
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND l.relation = ANY(ARRAY(SELECT to_regclass(name) FROM unnest(%(tables)s::text[]) AS wanted(name)))
+   AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+ ORDER BY c.relname, l.pid;
