@@ -325,6 +325,7 @@ def test_crontab_sets_shell_path_mail_and_configuration():
     assert environment["MAILTO"]
     assert environment["WOMBAT_ENV_FILE"] == "/etc/wombat-collect/wombat-collect.env"
     assert environment["WOMBAT_STATE_DIR"] == "/var/lib/wombat-collect"
+    assert environment["WOMBAT_LOCK_DIR"] == "/var/lib/wombat-collect"  # never a directory others can write
     # CRON_TZ would work on cronie only and silently not on Debian.
     assert "CRON_TZ" not in environment
 

@@ -200,7 +200,11 @@ def default_state_dir(variables):
 
 
 def default_lock_dir(variables):
-    """Return /run/lock when writable, else $XDG_RUNTIME_DIR, else the temp directory."""
+    """Return /run/lock when writable, else $XDG_RUNTIME_DIR, else the temp directory.
+
+    The lock files never go straight into a directory others can write: in
+    /run/lock or /tmp, locks.check_lock_dir uses this user's 0700 subdirectory.
+    """
     if os.access("/run/lock", os.W_OK):
         return Path("/run/lock")
     runtime = (variables.get("XDG_RUNTIME_DIR") or "").strip()
