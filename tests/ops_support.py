@@ -121,11 +121,19 @@ def slow_markets(fake, count=4, latency=0.5, start=TODAY - timedelta(days=10)):
 
 
 class PingServer:
-    """A loopback HTTP server that records every request: (method, path, query, body) and answers 200."""
+    """A loopback HTTP server that records every request: (method, path, query, body) and answers 200.
 
-    def __init__(self, status=200):
+    `status` answers every request with that code instead; `statuses` per path
+    ({"/start": 503}). A path in `hang` is recorded, then left unanswered until
+    the server closes (a monitor that times out).
+    """
+
+    def __init__(self, status=200, statuses=None, hang=()):
         self.requests = []
         self.status = status
+        self.statuses = dict(statuses or {})
+        self.hang = set(hang)
+        self.closing = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -136,7 +144,10 @@ class PingServer:
                     body = gzip.decompress(body)
                 path, _, query_string = self.path.partition("?")
                 server.requests.append((self.command, path, query_string, body.decode("utf-8", "replace")))
-                self.send_response(server.status)
+                if path in server.hang:
+                    server.closing.wait()
+                    return
+                self.send_response(server.statuses.get(path, server.status))
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -156,6 +167,7 @@ class PingServer:
         return self
 
     def __exit__(self, *exc_info):
+        self.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -280,7 +280,7 @@ def test_db_init_world_readable_env_file_with_secrets_warns_once_and_runs(databa
 @pytest.mark.parametrize(("mode", "content", "named"), [
     (0o644, "POSTGRES_PASSWORD=hunter22\n", "POSTGRES_PASSWORD"),
     (0o604, "KIS_APP_KEY=PSabcdefgh\nKIS_APP_SECRET=xyz12345\n", "KIS_APP_KEY, KIS_APP_SECRET"),
-    (0o666, "DATABASE_URL=postgresql://u:hunter22@db/wombat\n", "DATABASE_URL"),
+    (0o604, "DATABASE_URL=postgresql://u:hunter22@db/wombat\n", "DATABASE_URL"),
     (0o600, "POSTGRES_PASSWORD=hunter22\n", None),
     (0o640, "POSTGRES_PASSWORD=hunter22\n", None),  # group-readable: the usual root:wombat 0640 deployment
     (0o644, "DATABASE_URL=postgresql://u@db/wombat\nWOMBAT_WORKERS=4\n", None),

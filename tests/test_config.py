@@ -1,5 +1,8 @@
 """Settings from the environment and .env files."""
 
+import logging
+import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -130,3 +133,68 @@ def test_read_environment_empty_variable_does_not_hide_the_file(tmp_path):
 def test_load_settings_timeouts_leave_what_the_dsn_options_set(variables, lock, statement):
     settings = load_settings(variables)
     assert (settings.lock_timeout, settings.statement_timeout) == (lock, statement)
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+
+
+def plant_env_file(directory, mode=0o600, owner=None, content="WOMBAT_WORKERS=3\n"):
+    """Given a directory, write its .env with `mode` (and owner uid); return its path."""
+    path = directory / ".env"
+    path.write_text(content)
+    path.chmod(mode)
+    if owner is not None:
+        os.chown(path, owner, -1)
+    return path
+
+
+def test_read_environment_loads_an_implicit_env_file_of_our_own(tmp_path, monkeypatch):
+    plant_env_file(tmp_path, 0o644)
+    monkeypatch.chdir(tmp_path)
+    assert read_environment(None, environ={})["WOMBAT_WORKERS"] == "3"
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o620, 0o602])
+def test_read_environment_skips_an_implicit_env_file_others_may_write(tmp_path, monkeypatch, caplog, mode):
+    plant_env_file(tmp_path, mode)
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        assert read_environment(None, environ={"WOMBAT_ENV_FILE": ""}) == {}  # empty: unset
+    assert [record.getMessage() for record in caplog.records] == [
+        f"ignoring env file .env: it is writable by group or others (mode {mode:04o})"]
+
+
+@needs_root
+def test_read_environment_skips_an_implicit_env_file_of_another_user(tmp_path, monkeypatch, caplog):
+    plant_env_file(tmp_path, 0o600, owner=pwd.getpwnam("nobody").pw_uid)
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        assert "WOMBAT_WORKERS" not in read_environment(None, environ={})
+    assert [record.getMessage() for record in caplog.records] == [
+        f"ignoring env file .env: it is owned by uid {pwd.getpwnam('nobody').pw_uid}, not by this user or root"]
+
+
+def test_read_environment_refuses_a_named_env_file_others_may_write(tmp_path):
+    path = plant_env_file(tmp_path, 0o664)
+    with pytest.raises(ConfigError) as raised:
+        read_environment(str(path), environ={})
+    assert str(raised.value) == f"refusing env file {path}: it is writable by group or others (mode 0664)"
+    assert raised.value.exit_code == 2
+
+
+@needs_root
+def test_read_environment_refuses_a_named_env_file_of_another_user(tmp_path):
+    path = plant_env_file(tmp_path, 0o600, owner=pwd.getpwnam("nobody").pw_uid)
+    with pytest.raises(ConfigError, match=f"^refusing env file {path}: it is owned by uid "):
+        read_environment(None, environ={"WOMBAT_ENV_FILE": str(path)})
+
+
+def test_read_environment_accepts_dev_null_as_the_env_file():
+    assert read_environment("/dev/null", environ={"A": "1"}) == {"A": "1"}
+
+
+def test_db_init_ignores_a_world_writable_env_file_in_the_current_directory(database, tmp_path, monkeypatch):
+    plant_env_file(tmp_path, 0o666, content="WOMBAT_WORKERS=lots\n")  # would be exit 2 if it were read
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("db", "init", env={"DATABASE_URL": database, "WOMBAT_ENV_FILE": ""})
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().endswith("ignoring env file .env: it is writable by group or others (mode 0666)")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,8 +1,11 @@
 """Job locks: lock files on one host, advisory locks across hosts, waiting."""
 
 import fcntl
+import logging
 import os
+import pwd
 import signal
+import stat
 import threading
 
 import psycopg2
@@ -90,6 +93,111 @@ def test_check_lock_dir_read_only_raises_config_error(tmp_path):
         tmp_path.chmod(0o700)
 
 
+def shared_directory(parent, mode=0o1777):
+    """Given a parent directory, return a new subdirectory with `mode` (default: like /run/lock)."""
+    directory = parent / "shared"
+    directory.mkdir()
+    directory.chmod(mode)
+    return directory
+
+
+def our_subdirectory(shared):
+    return shared / f"wombat-collect-{os.geteuid()}"
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+
+
+def nobody():
+    return pwd.getpwnam("nobody").pw_uid
+
+
+def test_check_lock_dir_private_directory_is_used_as_is(tmp_path):
+    assert locks.check_lock_dir(tmp_path) == tmp_path
+    assert os.listdir(tmp_path) == []
+
+
+def test_check_lock_dir_shared_sticky_directory_gets_a_private_subdirectory(tmp_path):
+    shared = shared_directory(tmp_path)
+    private = locks.check_lock_dir(shared)
+    assert private == our_subdirectory(shared)
+    status = os.lstat(private)
+    assert (stat.S_ISDIR(status.st_mode), stat.S_IMODE(status.st_mode), status.st_uid) == (True, 0o700, os.geteuid())
+    assert locks.check_lock_dir(shared) == private  # the second run reuses it
+
+
+@pytest.mark.parametrize("plant, message", [
+    (lambda path, target: path.symlink_to(target), "is a symlink"),
+    (lambda path, target: path.write_text("x"), "is not a directory"),
+    (lambda path, target: (path.mkdir(), path.chmod(0o777)), "has mode 0777, not 0700"),
+    (lambda path, target: (path.mkdir(), path.chmod(0o750)), "has mode 0750, not 0700"),
+], ids=["symlink", "file", "mode-0777", "mode-0750"])
+def test_check_lock_dir_planted_subdirectory_raises_config_error(tmp_path, plant, message):
+    shared = shared_directory(tmp_path)
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    plant(our_subdirectory(shared), target)
+    with pytest.raises(ConfigError) as raised:
+        locks.check_lock_dir(shared)
+    assert str(raised.value) == (f"lock directory {our_subdirectory(shared)} {message}; remove it or set "
+                                 "WOMBAT_LOCK_DIR to a directory only this user can write")
+    assert raised.value.exit_code == 2
+    assert os.listdir(target) == []
+
+
+@needs_root
+def test_check_lock_dir_subdirectory_of_another_user_raises_config_error(tmp_path):
+    shared = shared_directory(tmp_path)
+    our_subdirectory(shared).mkdir(mode=0o700)
+    os.chown(our_subdirectory(shared), nobody(), -1)
+    with pytest.raises(ConfigError) as raised:
+        locks.check_lock_dir(shared)
+    assert str(raised.value) == (f"lock directory {our_subdirectory(shared)} belongs to uid {nobody()}, not to this "
+                                 f"user (uid 0); remove it or set WOMBAT_LOCK_DIR to a directory only this user can "
+                                 "write")
+
+
+@needs_root
+def test_check_lock_dir_owned_by_another_user_raises_config_error(tmp_path):
+    os.chown(tmp_path, nobody(), -1)
+    with pytest.raises(ConfigError) as raised:
+        locks.check_lock_dir(tmp_path)
+    assert str(raised.value) == (f"lock directory {tmp_path} is owned by uid {nobody()}, not by this user or root; "
+                                 "set WOMBAT_LOCK_DIR to a directory only this user can write")
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770])
+def test_check_lock_dir_writable_by_others_without_sticky_bit_raises_config_error(tmp_path, mode):
+    shared = shared_directory(tmp_path, mode)
+    with pytest.raises(ConfigError) as raised:
+        locks.check_lock_dir(shared)
+    assert str(raised.value) == (f"lock directory {shared} is writable by others (mode {mode:04o}) and not sticky; "
+                                 "set WOMBAT_LOCK_DIR to a directory only this user can write")
+    assert os.listdir(shared) == []
+
+
+def test_take_file_lock_leaves_a_hard_linked_file_untouched(tmp_path, caplog):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("precious content\n")
+    os.link(victim, locks.lock_path(tmp_path, "prices", "upbit"))
+    with caplog.at_level(logging.WARNING):
+        descriptor = locks.take_file_lock(tmp_path, "prices", "upbit")
+    os.close(descriptor)
+    assert victim.read_text() == "precious content\n"
+    assert [record.getMessage() for record in caplog.records] == [
+        f"lock file {tmp_path}/wombat-collect-prices-upbit.lock has 2 links: its content is left as it is "
+        "(remove it)"]
+
+
+@needs_root
+def test_take_file_lock_leaves_another_users_file_untouched(tmp_path):
+    path = locks.lock_path(tmp_path, "prices", "upbit")
+    path.write_text("other\n")
+    os.chown(path, nobody(), -1)
+    os.close(locks.take_file_lock(tmp_path, "prices", "upbit"))
+    assert path.read_text() == "other\n"
+
+
 def test_advisory_key_is_stable_signed_64_bit_and_distinct():
     keys = {locks.advisory_key(job, exchange) for job in ("symbols", "prices") for exchange in ("upbit", "kis")}
     assert len(keys) == 4
@@ -105,6 +213,37 @@ def test_prices_missing_lock_dir_exits_2_before_touching_anything(database, fake
     assert len(result.stderr.strip().splitlines()) == 1
     assert fake_upbit.count() == 0
     assert not table_exists(database, "collect_run")
+
+
+@needs_root
+def test_prices_shared_lock_dir_with_another_users_subdirectory_exits_2(database, fake_upbit, tmp_path):
+    shared = shared_directory(tmp_path)
+    our_subdirectory(shared).mkdir(mode=0o700)
+    os.chown(our_subdirectory(shared), nobody(), -1)
+    result = run_cli("prices", "--exchange", "upbit", env=upbit_env(database, fake_upbit, WOMBAT_LOCK_DIR=str(shared)))
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith(f"lock directory {our_subdirectory(shared)} belongs to uid {nobody()}, "
+                                          "not to this user (uid 0); remove it or set WOMBAT_LOCK_DIR to a directory "
+                                          "only this user can write")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert fake_upbit.count() == 0
+    assert not table_exists(database, "collect_run")
+
+
+def test_prices_world_writable_lock_dir_ignores_a_lock_file_planted_there(database, fake_upbit, tmp_path):
+    slow_markets(fake_upbit, count=1, latency=0)
+    shared = shared_directory(tmp_path)
+    planted = hold(shared, "prices", "upbit")  # another user's squatting lock file, held
+    try:
+        result = run_cli("prices", "--exchange", "upbit", *DAYS_BACK,
+                         env=upbit_env(database, fake_upbit, WOMBAT_LOCK_DIR=str(shared)))
+    finally:
+        os.close(planted)
+    assert result.exit_code == 0, result.output
+    assert query(database, "SELECT status FROM collect_run") == [("succeeded",)]
+    assert sorted(os.listdir(our_subdirectory(shared))) == ["wombat-collect-prices-upbit.lock",
+                                                            "wombat-collect-symbols-upbit.lock"]
+    assert (shared / "wombat-collect-prices-upbit.lock").read_text() == "4242\n"
 
 
 def test_prices_lock_held_exits_75_and_touches_nothing(database, fake_upbit, lock_dir):

@@ -3,6 +3,7 @@
 import os
 import re
 import stat
+import tempfile
 from datetime import timedelta
 
 from tests.conftest import query, run_cli, upbit_env
@@ -99,3 +100,33 @@ def test_write_textfile_replaces_the_old_file_and_leaves_no_temporary(tmp_path):
     metrics.write_textfile(tmp_path, "# TYPE x gauge\nx 1\n")
     assert (tmp_path / "wombat_collect.prom").read_text() == "# TYPE x gauge\nx 1\n"
     assert sorted(os.listdir(tmp_path)) == ["other.prom", "wombat_collect.prom"]
+
+
+def test_write_textfile_sets_the_mode_whatever_the_umask(tmp_path):
+    previous = os.umask(0o077)  # the units' UMask=
+    try:
+        metrics.write_textfile(tmp_path, "# TYPE x gauge\nx 1\n")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "wombat_collect.prom").stat().st_mode) == 0o644
+
+
+def test_write_textfile_never_chmods_through_a_swapped_in_symlink(tmp_path, monkeypatch):
+    victim = tmp_path / "victim"
+    victim.write_text("private\n")
+    victim.chmod(0o600)
+    directory = tmp_path / "textfile"
+    directory.mkdir()
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp_then_swap(**options):
+        """Create the temporary file, then (like another writer of the directory) swap its name for a symlink."""
+        descriptor, name = real_mkstemp(**options)
+        os.unlink(name)
+        os.symlink(victim, name)
+        return descriptor, name
+
+    monkeypatch.setattr(metrics.tempfile, "mkstemp", mkstemp_then_swap)
+    metrics.write_textfile(directory, "# TYPE x gauge\nx 1\n")
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert victim.read_text() == "private\n"

@@ -1,7 +1,9 @@
 """Migrations: the backend's schema on an empty database, on a backend-created one, idempotence."""
 
+import logging
 import subprocess
 import sys
+import threading
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -10,6 +12,8 @@ import psycopg2
 import pytest
 
 from tests.conftest import create_database, drop_database, query, run_cli, schema_dump
+from tests.ops_support import wait_until
+from wombat_collect.db import migrate
 from wombat_collect.db.migrate import apply_migrations, available_migrations
 from wombat_collect.errors import SchemaError
 
@@ -139,3 +143,49 @@ def test_db_init_concurrent_processes_both_succeed(database):
     assert query(database, "SELECT version FROM wombat_collect_migration ORDER BY 1") == [
         (version,) for version, _, _ in available_migrations()]
     assert query(database, "SELECT count(*) FROM exchange") == [(2,)]
+
+
+@pytest.fixture
+def migration_lock_holder(database):
+    """Return a connection of 'another session' holding the migration lock (released when the test ends)."""
+    holder = psycopg2.connect(database)
+    holder.autocommit = True
+    with holder.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", (migrate.MIGRATION_LOCK_KEY,))
+    yield holder
+    holder.close()
+
+
+def test_db_init_migration_lock_held_too_long_exits_1_with_one_line(database, migration_lock_holder, monkeypatch):
+    monkeypatch.setattr(migrate, "MIGRATION_LOCK_WAIT_SECONDS", 0.5)
+    # lock_timeout only bounds the old blocking pg_advisory_lock, so that it fails here instead of hanging.
+    result = run_cli("db", "init", env={"DATABASE_URL": database + " options='-c lock_timeout=20s'"})
+    assert result.exit_code == 1
+    assert result.stderr.strip().endswith(
+        f"the migration lock is still held by database backend pid {migration_lock_holder.get_backend_pid()} after "
+        "0.5s: another wombat-collect is migrating, or a session is stuck (see pg_stat_activity)")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert f"waiting up to 0.5s for the migration lock (held by database backend pid " \
+           f"{migration_lock_holder.get_backend_pid()})" in result.stdout
+    assert query(database, "SELECT to_regclass('wombat_collect_migration') IS NULL") == [(True,)]
+
+
+def test_apply_migrations_waits_for_the_lock_then_migrates(database, migration_lock_holder, caplog):
+    outcome = {}
+
+    def migrate_in_thread():
+        connection = psycopg2.connect(database)
+        try:
+            outcome["applied"] = apply_migrations(connection)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=migrate_in_thread)
+    with caplog.at_level(logging.INFO, logger="wombat_collect.db.migrate"):
+        thread.start()
+        wait_until(lambda: any("waiting up to 60s for the migration lock" in record.getMessage()
+                               for record in caplog.records))
+        with migration_lock_holder.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", (migrate.MIGRATION_LOCK_KEY,))
+        thread.join(timeout=60)
+    assert outcome["applied"] == [version for version, _, _ in available_migrations()]

@@ -77,7 +77,7 @@ def test_prices_dead_ping_url_neither_fails_nor_slows_the_run(database, one_mark
     url = closed_port_url()
     result = run_cli("prices", "--exchange", "upbit", env=upbit_env(database, one_market, WOMBAT_PING_URL=url))
     assert result.exit_code == 0
-    assert result.stderr.count("ping to 127.0.0.1 failed (ConnectionError); the run goes on") == 1
+    assert result.stderr.count("ping to 127.0.0.1 failed (ConnectionError); the run goes on") == 2  # start, end
     assert "abcdef-secret-key" not in result.output
     assert query(database, "SELECT status FROM collect_run") == [("succeeded",)]
 
@@ -87,8 +87,35 @@ def test_prices_ping_answering_500_only_warns(database, one_market):
         result = run_cli("prices", "--exchange", "upbit",
                          env=upbit_env(database, one_market, WOMBAT_PING_URL=pings.url))
     assert result.exit_code == 0
-    assert "ping to 127.0.0.1 answered HTTP 500; the run goes on" in result.stderr
-    assert pings.paths() == ["/start"]
+    assert result.stderr.count("ping to 127.0.0.1 answered HTTP 500; the run goes on") == 2
+    assert pings.paths() == ["/start", "/"]
+
+
+@pytest.mark.parametrize("failing_start", [{"statuses": {"/uuid-1/start": 503}}, {"hang": {"/uuid-1/start"}}],
+                         ids=["http-503", "timeout"])
+def test_prices_failed_start_ping_still_sends_the_end_ping(database, one_market, monkeypatch, failing_start):
+    monkeypatch.setattr(healthchecks, "TIMEOUT_SECONDS", 0.5)
+    with PingServer(**failing_start) as pings:
+        result = run_cli("prices", "--exchange", "upbit",
+                         env=upbit_env(database, one_market, WOMBAT_PING_URL=pings.url + "/uuid-1"))
+        requests = list(pings.requests)
+    assert result.exit_code == 0, result.output
+    assert [path for _, path, _, _ in requests] == ["/uuid-1/start", "/uuid-1"]
+    assert requests[1][3] == summary_line(result.stdout)
+    assert requests[0][2] == requests[1][2]  # the same rid pairs them
+    reason = "answered HTTP 503" if "statuses" in failing_start else "failed (ReadTimeout)"
+    assert result.stderr.count(f"ping to 127.0.0.1 {reason}; the run goes on") == 1
+
+
+def test_prices_failed_start_ping_still_sends_the_fail_ping(database, one_market):
+    env = upbit_env(database, one_market)
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    one_market.set_blocked(True)
+    with PingServer(statuses={"/start": 503}) as pings:
+        result = run_cli("prices", "--exchange", "upbit", env=dict(env, WOMBAT_PING_URL=pings.url))
+    assert result.exit_code == 1
+    assert pings.paths() == ["/start", "/fail"]
+    assert pings.requests[1][3] == summary_line(result.stderr)
 
 
 def test_prices_dry_run_pings_nothing(database, one_market):

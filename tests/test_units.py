@@ -33,6 +33,11 @@ JOBS = {
 }
 SERVICES = sorted(f"{stem}.service" for stem in JOBS)
 TIMERS = sorted(f"{stem}.timer" for stem in JOBS)
+METRICS_DROP_IN = "metrics.conf"  # installed as wombat-collect-.service.d/metrics.conf (every service)
+PREFIX_DROP_IN_DIRECTORY = "wombat-collect-.service.d"
+TEXTFILE_DIRECTORY = "/var/lib/node_exporter/textfile_collector"
+MEASURED_PEAK_RSS_MIB = 82  # the README's largest measured peak (500 Upbit markets x 3,000 days)
+MEMORY_HEADROOM = 2  # MemoryMax= at least this many times the measured peak
 
 # Host zones with whole-hour, half-hour and 45-minute offsets, with and
 # without daylight saving time; days of DST changes in the US and the EU.
@@ -100,6 +105,33 @@ def utc_elapses(expression, host_zone):
     assert len(stamps) == 2, result.stdout
     return [datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
             for stamp in stamps]
+
+
+def install_units(directory, drop_in=False):
+    """Copy the units into directory (the executable replaced by `true`), with the metrics drop-in if asked."""
+    true = shutil.which("true")
+    for name in SERVICES + TIMERS:
+        text = (UNIT_DIRECTORY / name).read_text(encoding="utf-8").replace(EXECUTABLE, true)
+        (directory / name).write_text(text, encoding="utf-8")
+    if drop_in:
+        (directory / PREFIX_DROP_IN_DIRECTORY).mkdir()
+        shutil.copy(UNIT_DIRECTORY / METRICS_DROP_IN, directory / PREFIX_DROP_IN_DIRECTORY / METRICS_DROP_IN)
+    return directory
+
+
+def effective_settings(directory, unit):
+    """Return {setting: [values]} of a unit as systemd loaded it (drop-ins applied), from verify's debug dump."""
+    result = run([SYSTEMD_ANALYZE, "verify", f"./{unit}"], cwd=directory,
+                 env={**os.environ, "SYSTEMD_LOG_LEVEL": "debug"})
+    settings, inside = {}, False
+    for line in (result.stdout + result.stderr).splitlines():
+        if line.startswith("\t-> Unit "):
+            inside = line == f"\t-> Unit {unit}:"
+        elif inside and line.startswith("\t\t") and ": " in line:
+            key, _, value = line.strip().partition(": ")
+            settings.setdefault(key, []).append(value)
+    assert settings, f"no dump of {unit} in:\n{result.stdout}{result.stderr}"
+    return settings
 
 
 def parse_crontab(path):
@@ -198,8 +230,33 @@ def simulated_firings(job, host_zone, utc_day):
 
 # --- systemd units -------------------------------------------------------
 
-def test_unit_directory_holds_one_service_and_timer_per_job():
-    assert sorted(path.name for path in UNIT_DIRECTORY.iterdir()) == sorted(SERVICES + TIMERS)
+def test_unit_directory_holds_one_service_and_timer_per_job_and_the_metrics_drop_in():
+    assert sorted(path.name for path in UNIT_DIRECTORY.iterdir()) == sorted(SERVICES + TIMERS + [METRICS_DROP_IN])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_memory_max_leaves_headroom_over_the_measured_peak(service):
+    (limit,) = values(UNIT_DIRECTORY / service, "Service", "MemoryMax")
+    match = re.fullmatch(r"(\d+)M", limit)
+    assert match, f"MemoryMax={limit}: write it in M"
+    assert int(match.group(1)) >= MEMORY_HEADROOM * MEASURED_PEAK_RSS_MIB
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_memory_max_is_what_systemd_applies(service, tmp_path):
+    (limit,) = values(UNIT_DIRECTORY / service, "Service", "MemoryMax")
+    settings = effective_settings(install_units(tmp_path), service)
+    assert settings["MemoryMax"] == [str(int(limit.rstrip("M")) * 1024 * 1024)]
+
+
+def test_metrics_drop_in_opens_exactly_the_metrics_directory():
+    path = UNIT_DIRECTORY / METRICS_DROP_IN
+    assert values(path, "Service", "Environment") == [f"WOMBAT_METRICS_DIR={TEXTFILE_DIRECTORY}"]
+    assert values(path, "Service", "ReadWritePaths") == [f"-{TEXTFILE_DIRECTORY}"]
+    assert values(path, "Service", "SupplementaryGroups") == ["wombat-metrics"]
+    assert list(read_unit(path)) == ["Service"]
+    assert f"/etc/systemd/system/{PREFIX_DROP_IN_DIRECTORY}/{METRICS_DROP_IN}" in path.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("stem", sorted(JOBS))
@@ -256,21 +313,30 @@ def test_prices_services_run_after_symbols():
 
 
 @needs_systemd_analyze
+@pytest.mark.parametrize("drop_in", [False, True], ids=["plain", "metrics-drop-in"])
 @pytest.mark.parametrize("unit", SERVICES + TIMERS)
-def test_unit_passes_systemd_analyze_verify(unit, tmp_path):
-    true = shutil.which("true")
-    for path in UNIT_DIRECTORY.iterdir():
-        text = path.read_text(encoding="utf-8").replace(EXECUTABLE, true)
-        (tmp_path / path.name).write_text(text, encoding="utf-8")
-    result = run([SYSTEMD_ANALYZE, "verify", f"./{unit}"], cwd=tmp_path)
+def test_unit_passes_systemd_analyze_verify(unit, drop_in, tmp_path):
+    result = run([SYSTEMD_ANALYZE, "verify", f"./{unit}"], cwd=install_units(tmp_path, drop_in))
     # verify exits 0 on unknown keys and bad values too; it only warns.
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
 @needs_systemd_analyze
 @pytest.mark.parametrize("service", SERVICES)
-def test_service_security_score_is_at_most_threshold(service):
-    assert security_score(UNIT_DIRECTORY / service) <= SECURITY_THRESHOLD
+def test_service_with_the_metrics_drop_in_may_write_the_metrics_directory(service, tmp_path):
+    settings = effective_settings(install_units(tmp_path, drop_in=True), service)
+    assert settings["DropIn Path"] == [str(tmp_path / PREFIX_DROP_IN_DIRECTORY / METRICS_DROP_IN)]
+    assert f"WOMBAT_METRICS_DIR={TEXTFILE_DIRECTORY}" in settings["Environment"]
+    assert settings["ReadWritePaths"] == [f"-{TEXTFILE_DIRECTORY}"]
+    assert settings["SupplementaryGroups"] == ["wombat-metrics"]
+    assert settings["ProtectSystem"] == ["strict"]  # everything else stays read-only
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize("drop_in", [False, True], ids=["plain", "metrics-drop-in"])
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_security_score_is_at_most_threshold(service, drop_in, tmp_path):
+    assert security_score(install_units(tmp_path, drop_in) / service) <= SECURITY_THRESHOLD
 
 
 @pytest.mark.parametrize("stem", sorted(JOBS))
@@ -325,6 +391,7 @@ def test_crontab_sets_shell_path_mail_and_configuration():
     assert environment["MAILTO"]
     assert environment["WOMBAT_ENV_FILE"] == "/etc/wombat-collect/wombat-collect.env"
     assert environment["WOMBAT_STATE_DIR"] == "/var/lib/wombat-collect"
+    assert environment["WOMBAT_LOCK_DIR"] == "/var/lib/wombat-collect"  # never a directory others can write
     # CRON_TZ would work on cronie only and silently not on Debian.
     assert "CRON_TZ" not in environment
 

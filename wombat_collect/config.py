@@ -32,6 +32,7 @@ DSN_OPTION = re.compile(r"(?:^|\s)(?:-c\s*|--)([\w-]+)\s*=")  # `-c name=value` 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 SECRET_VARIABLES = ("POSTGRES_PASSWORD", "KIS_APP_KEY", "KIS_APP_SECRET")  # and DATABASE_URL with a password
+IMPLICIT_ENV_FILE = ".env"  # read from the current directory when no env file is named
 SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
 logger = logging.getLogger(__name__)
@@ -71,19 +72,38 @@ def read_environment(env_file=None, environ=None):
     empty DATABASE_URL must not silently switch to the embedded server).
 
     The file is `env_file`, else $WOMBAT_ENV_FILE, else ./.env when it exists.
-    Raise ConfigError if a named file is missing or unreadable.
+    A file that another user could have written is not trusted: ./.env is then
+    skipped with one warning. Raise ConfigError if a named file is missing,
+    unreadable or untrusted.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    path = env_file or environ.get("WOMBAT_ENV_FILE") or None
+    implicit = path is None
+    if implicit:
+        path = IMPLICIT_ENV_FILE if Path(IMPLICIT_ENV_FILE).is_file() else None
+        if path is None:
+            return environ
+    merged = read_env_file(path, implicit)
+    merged.update({name: value for name, value in environ.items() if value.strip()})  # empty: unset
+    return merged
+
+
+def read_env_file(path, implicit):
+    """Given an env file's path, return its variables ({} for an untrusted ./.env, with a warning).
+
+    Raise ConfigError if it cannot be read, or if a named file is untrusted.
     """
     from dotenv import dotenv_values
 
-    environ = dict(os.environ if environ is None else environ)
-    path = env_file or environ.get("WOMBAT_ENV_FILE") or None
-    if path is None:
-        path = ".env" if Path(".env").is_file() else None
-        if path is None:
-            return environ
     try:
         with open(path, encoding="utf-8") as stream:
-            mode = os.fstat(stream.fileno()).st_mode
+            status = os.fstat(stream.fileno())
+            distrust = untrusted_reason(status)
+            if distrust and implicit:
+                logger.warning("ignoring env file %s: it is %s", path, distrust)
+                return {}
+            if distrust:
+                raise ConfigError(f"refusing env file {path}: it is {distrust}")
             file_values = dotenv_values(stream=stream)
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or type(error).__name__
@@ -91,9 +111,20 @@ def read_environment(env_file=None, environ=None):
             reason = f"not UTF-8 text (byte {error.start})"
         raise ConfigError(f"cannot read env file {path}: {reason}") from None
     merged = {name: value for name, value in file_values.items() if value is not None}
-    warn_if_exposed(path, mode, merged)
-    merged.update({name: value for name, value in environ.items() if value.strip()})  # empty: unset
+    warn_if_exposed(path, status.st_mode, merged)
     return merged
+
+
+def untrusted_reason(status):
+    """Given an env file's fstat, return why another user may have written it ('' if no one could).
+
+    Trusted: owned by this user or root, and (a regular file) not writable by group or others.
+    """
+    if status.st_uid not in (os.geteuid(), 0):
+        return f"owned by uid {status.st_uid}, not by this user or root"
+    if stat.S_ISREG(status.st_mode) and status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"writable by group or others (mode {stat.S_IMODE(status.st_mode):04o})"
+    return ""
 
 
 def warn_if_exposed(path, mode, file_values):
@@ -234,7 +265,11 @@ def default_state_dir(variables):
 
 
 def default_lock_dir(variables):
-    """Return /run/lock when writable, else $XDG_RUNTIME_DIR, else the temp directory."""
+    """Return /run/lock when writable, else $XDG_RUNTIME_DIR, else the temp directory.
+
+    The lock files never go straight into a directory others can write: in
+    /run/lock or /tmp, locks.check_lock_dir uses this user's 0700 subdirectory.
+    """
     if os.access("/run/lock", os.W_OK):
         return Path("/run/lock")
     runtime = (variables.get("XDG_RUNTIME_DIR") or "").strip()

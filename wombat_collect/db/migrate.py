@@ -6,11 +6,13 @@ from pathlib import Path
 
 from wombat_collect.db.connection import transaction
 from wombat_collect.db.queries import statement
-from wombat_collect.errors import SchemaError
+from wombat_collect.errors import DatabaseError, SchemaError
+from wombat_collect.ops.locks import wait_for
 
 MIGRATION_DIRECTORY = Path(__file__).with_name("migrations")
 MIGRATION_NAME = re.compile(r"^(\d{4})\.([\w-]+)\.sql$")
 MIGRATION_LOCK_KEY = 0x776F6D6261740001  # "wombat" + 1, shared by every wombat-collect process
+MIGRATION_LOCK_WAIT_SECONDS = 60  # migrations take about a second; a longer hold is a stuck session
 
 # The columns wombat-collect writes or reads; a backend-created database must have them.
 REQUIRED_COLUMNS = {
@@ -53,8 +55,7 @@ def apply_migrations(connection):
     Raise SchemaError if the tables lack columns or keys wombat-collect needs.
     """
     connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(statement("lock_migrations"), {"key": MIGRATION_LOCK_KEY})
+    lock_migrations(connection)
     try:
         applied = _apply_pending(connection)
         verify_schema(connection)
@@ -63,6 +64,36 @@ def apply_migrations(connection):
             cursor.execute(statement("unlock_migrations"), {"key": MIGRATION_LOCK_KEY})
         connection.autocommit = False
     return applied
+
+
+def lock_migrations(connection):
+    """Given an autocommit connection, take the migration lock, polling for MIGRATION_LOCK_WAIT_SECONDS at most.
+
+    Raise DatabaseError naming the holding session if it is still held then.
+    """
+    if try_lock_migrations(connection):
+        return
+    logger.info("waiting up to %gs for the migration lock (held by database backend pid %s)",
+                MIGRATION_LOCK_WAIT_SECONDS, migration_lock_holder(connection))
+    if not wait_for(lambda: try_lock_migrations(connection), MIGRATION_LOCK_WAIT_SECONDS):
+        raise DatabaseError(f"the migration lock is still held by database backend pid "
+                            f"{migration_lock_holder(connection)} after {MIGRATION_LOCK_WAIT_SECONDS:g}s: another "
+                            "wombat-collect is migrating, or a session is stuck (see pg_stat_activity)")
+
+
+def try_lock_migrations(connection):
+    """Given an autocommit connection, return True if it took the migration lock at once."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement("try_lock_migrations"), {"key": MIGRATION_LOCK_KEY})
+        return cursor.fetchone()[0]
+
+
+def migration_lock_holder(connection):
+    """Given a connection, return the backend pid holding the migration lock, or 'unknown'."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement("migration_lock_holder"), {"key": MIGRATION_LOCK_KEY})
+        row = cursor.fetchone()
+    return row[0] if row else "unknown"
 
 
 def _apply_pending(connection):

@@ -7,9 +7,11 @@ and exchange can use healthchecks' slug URLs
 (https://hc-ping.com/<ping-key>/wombat-collect-{job}-{exchange}). Every ping
 carries `rid=<uuid>` so concurrent runs pinging one check pair up.
 
-The URL holds a secret key: it is never logged. When a ping fails the monitor
-is taken as down and the run's remaining pings are skipped, so a dead monitor
-costs one timeout at most.
+The URL holds a secret key: it is never logged. Each ping is one attempt with
+a TIMEOUT_SECONDS limit and no retry, so a dead monitor costs at most one
+timeout per ping. The end ping is sent whatever happened to `/start`: it is
+the one that tells healthchecks whether the job ran (the start ping only
+measures the duration).
 """
 
 import logging
@@ -54,14 +56,14 @@ def post(url, body):
 
 
 def start(settings, check):
-    """Given a Check, ping `/start`. Return the hook's state: whether the monitor answered."""
-    return {"up": post(ping_url(settings.ping_url, check, "/start"), f"{check.job} {check.exchange}: started")}
+    """Given a Check, ping `/start` (a failure only warns). Return the hook's state: nothing."""
+    post(ping_url(settings.ping_url, check, "/start"), f"{check.job} {check.exchange}: started")
 
 
 def finish(settings, check, state, report):
-    """Given the Report of the run, ping success or `/fail` with the summary line as body."""
-    if not (state and state["up"]):
-        logger.debug("ping monitor down: skipping the end ping")
-        return
+    """Given the Report of the run, ping success or `/fail` with the summary line as body.
+
+    Sent even when `/start` failed: a monitor that was down for a moment must still hear the end.
+    """
     suffix = "" if report.succeeded else "/fail"
     post(ping_url(settings.ping_url, check, suffix), report.summary or "")

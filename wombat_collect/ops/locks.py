@@ -1,6 +1,13 @@
 """Job locks: a flock(2) file per job and exchange on this host, a PostgreSQL
 advisory lock per job and exchange across hosts.
 
+Lock files never sit directly in a directory other users can write: there,
+anyone could pre-create and hold them (every run exits 75) or plant a symlink
+or a hard link. A lock directory that only this user (or root) can write is
+used as it is; in a shared sticky one owned by root (/run/lock, /tmp) the files
+go into this user's own 0700 subdirectory `wombat-collect-<uid>`; anything
+else is refused.
+
 The file lock is taken first, before the database is touched, so a second run
 on the same host costs nothing. Its file holds the owner's pid for the
 "already running" message; the lock itself vanishes with the process, so a
@@ -15,6 +22,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import stat
 import time
 
 from wombat_collect.db.queries import statement
@@ -24,6 +32,10 @@ LOCK_FILE_NAME = "wombat-collect-{job}-{exchange}.lock"
 SYMBOLS_WAIT_SECONDS = 600  # `prices` waits this long at most for `symbols` of the same exchange
 POLL_SECONDS = 0.2
 LOCK_FILE_MODE = 0o644
+PRIVATE_DIRECTORY_NAME = "wombat-collect-{uid}"  # this user's subdirectory of a shared lock directory
+PRIVATE_DIRECTORY_MODE = 0o700
+OTHERS_MAY_WRITE = stat.S_IWGRP | stat.S_IWOTH
+HINT = "set WOMBAT_LOCK_DIR to a directory only this user can write"
 ADVISORY_KEY_PREFIX = "wombat-collect"
 
 logger = logging.getLogger(__name__)
@@ -35,11 +47,59 @@ def lock_path(lock_dir, job, exchange):
 
 
 def check_lock_dir(lock_dir):
-    """Given the lock directory, return it. Raise ConfigError if it is missing or not writable."""
-    if not lock_dir.exists():
-        raise ConfigError(f"lock directory {lock_dir} does not exist (set WOMBAT_LOCK_DIR)")
-    if not lock_dir.is_dir():
+    """Given the configured lock directory, return the directory the lock files go into.
+
+    A directory of this user or root that no one else can write is used as it
+    is. In a sticky one others can write (/run/lock, /tmp) the lock files go
+    into this user's 0700 subdirectory, created if missing. Raise ConfigError
+    if the directory is missing, not writable, someone else's, writable by
+    others without the sticky bit, or if that subdirectory is a symlink,
+    someone else's, or open to others.
+    """
+    try:
+        status = os.stat(lock_dir)
+    except OSError:
+        raise ConfigError(f"lock directory {lock_dir} does not exist (set WOMBAT_LOCK_DIR)") from None
+    if not stat.S_ISDIR(status.st_mode):
         raise ConfigError(f"lock directory {lock_dir} is not a directory (set WOMBAT_LOCK_DIR)")
+    if status.st_uid not in (os.geteuid(), 0):
+        raise ConfigError(f"lock directory {lock_dir} is owned by uid {status.st_uid}, not by this user or root; "
+                          f"{HINT}")
+    mode = stat.S_IMODE(status.st_mode)
+    if not mode & OTHERS_MAY_WRITE:
+        return require_writable(lock_dir)
+    if not mode & stat.S_ISVTX:
+        raise ConfigError(f"lock directory {lock_dir} is writable by others (mode {mode:04o}) and not sticky; {HINT}")
+    return private_subdirectory(lock_dir)
+
+
+def private_subdirectory(shared):
+    """Given a shared sticky directory, return this user's 0700 subdirectory of it, created if missing.
+
+    Raise ConfigError if it cannot be created, or is a symlink, someone else's, or open to others.
+    """
+    path = shared / PRIVATE_DIRECTORY_NAME.format(uid=os.geteuid())
+    try:
+        os.mkdir(path, PRIVATE_DIRECTORY_MODE)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise ConfigError(f"cannot create lock directory {path}: {error.strerror}; {HINT}") from None
+    status = os.lstat(path)
+    if not stat.S_ISDIR(status.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(status.st_mode) else "not a directory"
+        raise ConfigError(f"lock directory {path} is {kind}; remove it or {HINT}")
+    if status.st_uid != os.geteuid():
+        raise ConfigError(f"lock directory {path} belongs to uid {status.st_uid}, not to this user "
+                          f"(uid {os.geteuid()}); remove it or {HINT}")
+    if stat.S_IMODE(status.st_mode) != PRIVATE_DIRECTORY_MODE:
+        raise ConfigError(f"lock directory {path} has mode {stat.S_IMODE(status.st_mode):04o}, not 0700; "
+                          f"remove it or {HINT}")
+    return path
+
+
+def require_writable(lock_dir):
+    """Given a lock directory, return it. Raise ConfigError if this user cannot create files in it."""
     if not os.access(lock_dir, os.W_OK | os.X_OK):
         raise ConfigError(f"lock directory {lock_dir} is not writable (set WOMBAT_LOCK_DIR)")
     return lock_dir
@@ -106,13 +166,23 @@ def read_holder(descriptor):
     return text if text.isdigit() else "unknown"
 
 
-def write_pid(descriptor):
-    """Given a descriptor we hold the exclusive lock on, replace its content by our pid."""
+def write_pid(descriptor, path):
+    """Given a descriptor we hold the exclusive lock on, replace its content by our pid.
+
+    Only a file of our own with no other link is rewritten: truncating a hard
+    link would empty whatever file it shares its inode with.
+    """
+    status = os.fstat(descriptor)
+    if status.st_nlink != 1:
+        logger.warning("lock file %s has %d links: its content is left as it is (remove it)", path, status.st_nlink)
+        return
+    if status.st_uid != os.geteuid():
+        return  # another user's lock file still locks; the pid is only informative
     try:
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, f"{os.getpid()}\n".encode("ascii"), 0)
     except OSError:
-        pass  # a read-only lock file (another user's) still locks; the pid is only informative
+        pass  # opened read-only: the pid is only informative
 
 
 def take_file_lock(lock_dir, job, exchange, wait_seconds=0.0, check=None):
@@ -126,7 +196,7 @@ def take_file_lock(lock_dir, job, exchange, wait_seconds=0.0, check=None):
         holder = read_holder(descriptor)
         os.close(descriptor)
         raise LockBusy(f"{job} {exchange} is already running (pid {holder}, lock {path})")
-    write_pid(descriptor)
+    write_pid(descriptor, path)
     return descriptor
 
 
@@ -157,7 +227,7 @@ def file_locks(lock_dir, job, exchanges, wait_seconds=0.0, check=None):
     `prices` first waits (bounded) for a running `symbols` of each exchange.
     Raise ConfigError if the lock directory is unusable, LockBusy if a lock is held.
     """
-    check_lock_dir(lock_dir)
+    lock_dir = check_lock_dir(lock_dir)
     descriptors = []
     try:
         for exchange in exchanges:

@@ -78,12 +78,16 @@ def render(metric_rows, counts):
 
 
 def write_textfile(directory, text):
-    """Given a directory and the content, replace directory/wombat_collect.prom atomically."""
+    """Given a directory and the content, replace directory/wombat_collect.prom atomically.
+
+    The mode is set on the descriptor (fchmod), never by name: a name swapped
+    for a symlink in the meantime must not make us chmod the file it points to.
+    """
     descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{FILE_NAME}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            os.fchmod(stream.fileno(), FILE_MODE)
             stream.write(text)
-        os.chmod(temporary, FILE_MODE)
         os.replace(temporary, os.path.join(directory, FILE_NAME))
     except BaseException:
         remove_quietly(temporary)

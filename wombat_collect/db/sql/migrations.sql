@@ -16,8 +16,22 @@ SELECT version FROM wombat_collect_migration ORDER BY version;
 -- name: record_migration
 INSERT INTO wombat_collect_migration (version, name) VALUES (%(version)s, %(name)s);
 
--- name: lock_migrations
-SELECT pg_advisory_lock(%(key)s);
+-- name: try_lock_migrations
+-- Never waits: the caller polls, with a limit (pg_advisory_lock would wait forever).
+SELECT pg_try_advisory_lock(%(key)s);
+
+-- name: migration_lock_holder
+-- The backend pid of the session holding the migration lock (no row once it is free).
+-- pg_locks splits a bigint key into classid (high 32 bits) and objid (low 32 bits), objsubid 1.
+SELECT l.pid
+  FROM pg_locks l
+ WHERE l.locktype = 'advisory'
+   AND l.granted
+   AND l.objsubid = 1
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND l.classid::bigint = (%(key)s::bigint >> 32) & 4294967295
+   AND l.objid::bigint = %(key)s::bigint & 4294967295
+ LIMIT 1;
 
 -- name: unlock_migrations
 SELECT pg_advisory_unlock(%(key)s);
