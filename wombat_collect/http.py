@@ -29,7 +29,7 @@ BACKOFF_CAP_SECONDS = 10.0
 SNIPPET_LENGTH = 80
 MAX_JSON_BYTES = 8 * 1024 * 1024  # the largest API answer read; real pages are under 100 KB
 READ_CHUNK_BYTES = 64 * 1024  # a body is read at most this much at a time
-DEADLINE_FACTOR = 2  # an attempt must be over within connect timeout + this many read timeouts
+DEADLINE_FACTOR = 2  # a whole answer must arrive within this many read timeouts of sending the request
 CONTROL_CHARACTERS = re.compile(  # C0, DEL, C1, zero-width and bidi controls, line/paragraph separators
     "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 UNREACHABLE_AFTER_GIVE_UPS = 3  # requests in a row that never got any answer: the exchange is down
@@ -316,8 +316,8 @@ class HttpClient:
         raise ExchangeError(f"{self.name}: cannot download {display_url(url)}: {problem}")
 
     def attempt_seconds(self):
-        """Return the total deadline of one attempt: connect timeout + DEADLINE_FACTOR read timeouts."""
-        return CONNECT_TIMEOUT_SECONDS + DEADLINE_FACTOR * self.timeout[1]
+        """Return the total deadline of one attempt, in seconds: DEADLINE_FACTOR read timeouts."""
+        return DEADLINE_FACTOR * self.timeout[1]
 
     def _deadline_problem(self):
         return f"answer not complete within {self.attempt_seconds():g}s (total deadline)"

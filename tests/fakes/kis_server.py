@@ -641,6 +641,7 @@ class FakeKis(FakeService):
     """A fake KIS API host plus master-file host on loopback. See the module docstring."""
 
     MALFORMED_BODY = b'{"output1":{"stck_prpr":"70000"},"output2":[{"stck_bsop_date": '
+    HUGE_NUMBER_FIELD = "stck_oprc"
 
     def __init__(
         self,
@@ -777,6 +778,13 @@ class FakeKis(FakeService):
         if request.path.startswith(MASTER_PREFIX) and market in MASTER_MARKETS:
             return Response(200, build_master_zip(market, []), "application/zip")
         return json_response(200, {})
+
+    def _error_with_message(self, request: Request, message: str) -> Response:
+        """Given a request and a message, return an HTTP 400 error carrying it: the token
+        endpoint's shape on ``/oauth2/tokenP``, the REST shape (rt_cd "1") elsewhere."""
+        if request.path == TOKEN_PATH:
+            return json_response(400, {"error_code": "EGW00101", "error_description": message})
+        return json_response(400, {"rt_cd": "1", "msg_cd": "OPSQ0002", "msg1": message})
 
     # ---- tokens
 
