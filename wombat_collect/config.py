@@ -119,6 +119,7 @@ def load_settings(variables):
         raise ConfigError(f"KIS_ENV must be 'real' or 'virtual', not {kis_env!r}")
     virtual = kis_env == "virtual"
     default_kis_rate = DEFAULT_KIS_RATE_VIRTUAL if virtual else DEFAULT_KIS_RATE_REAL
+    default_kis_url = DEFAULT_KIS_VIRTUAL_URL if virtual else DEFAULT_KIS_REAL_URL
     return Settings(
         database_url=database_url(variables),
         data_dir=_path(variables, "WOMBAT_DATA_DIR", _xdg(variables, "XDG_DATA_HOME", ".local/share")),
@@ -126,7 +127,7 @@ def load_settings(variables):
         lock_dir=_path(variables, "WOMBAT_LOCK_DIR", default_lock_dir(variables)),
         upbit_api_url=_exchange_url(variables, "UPBIT_API_URL", DEFAULT_UPBIT_API_URL),
         upbit_rate_limit=_number(variables, "UPBIT_RATE_LIMIT", DEFAULT_UPBIT_RATE, 0.1, 1000),
-        kis_api_url=_exchange_url(variables, "KIS_API_URL", DEFAULT_KIS_VIRTUAL_URL if virtual else DEFAULT_KIS_REAL_URL),
+        kis_api_url=_exchange_url(variables, "KIS_API_URL", default_kis_url),
         kis_master_url=_exchange_url(variables, "KIS_MASTER_URL", DEFAULT_KIS_MASTER_URL),
         kis_app_key=(variables.get("KIS_APP_KEY") or "").strip() or None,
         kis_app_secret=(variables.get("KIS_APP_SECRET") or "").strip() or None,

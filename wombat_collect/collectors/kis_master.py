@@ -65,7 +65,8 @@ def read_member(zip_bytes, market):
             check_member(members[0], file_name)
             return unzip_capped(archive, members[0], file_name)
     except UNREADABLE_ZIP_ERRORS as error:
-        raise ExchangeError(f"kis: {file_name} is not a readable zip: {flatten(error) or type(error).__name__}") from None
+        reason = flatten(error) or type(error).__name__
+        raise ExchangeError(f"kis: {file_name} is not a readable zip: {reason}") from None
 
 
 def check_member(member, file_name):
