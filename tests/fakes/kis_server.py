@@ -694,7 +694,7 @@ class FakeKis(FakeService):
     """A fake KIS API host plus master-file host on loopback. See the module docstring."""
 
     MALFORMED_BODY = b'{"output1":{"stck_prpr":"70000"},"output2":[{"stck_bsop_date": '
-    HUGE_NUMBER_FIELD = "stck_oprc"
+    HUGE_NUMBER_FIELD = "stck_clpr"  # only in output2 rows (output1 has stck_oprc too)
 
     def __init__(
         self,
