@@ -13,6 +13,7 @@ Decisions (the README's fault table is built from the matrix below):
 """
 
 import contextlib
+import re
 from datetime import date
 
 import pytest
@@ -40,7 +41,7 @@ from tests.fault_support import (
     upbit_rows,
     upbit_symbol,
 )
-from tests.kis_support import install_masters, install_prices, kis_env
+from tests.kis_support import MASTERS, expected_prices, install_masters, install_prices, kis_env, kis_prices
 from tests.ops_support import closed_port_url
 from wombat_collect.collectors import kis, kis_master, upbit
 from wombat_collect.collectors.kis_token import TokenUnavailable
@@ -371,6 +372,40 @@ def test_get_bytes_download_message_hides_userinfo():
     with pytest.raises(ExchangeError) as raised:
         client.get_bytes(url.replace("http://", "http://operator:hunter22@") + "/x.zip?token=abc", "master", 1024)
     assert str(raised.value) == f"kis: cannot download {url}/x.zip: connection refused"
+
+
+JOURNALD_LINE = re.compile(r"^<[1-7]>(DEBUG|INFO|WARNING|ERROR|CRITICAL): ")
+HOSTILE_FAULTS = {"00680K": "redirect", "035720": "hostile_message", "069500": "huge_exponent",
+                  "091990": "oversized_unsized", "900110": "deep_json"}
+
+
+def test_prices_kis_hostile_answers_fail_only_their_symbols(database, tmp_path):
+    codes = [row[0] for rows in MASTERS.values() for row in rows]
+    with FakeKis(rate_limit=None) as fake, FakeKis(rate_limit=None) as other:
+        install_masters(fake)
+        install_prices(fake, codes)
+        for code, kind in HOSTILE_FAULTS.items():
+            fake.inject(kind, count=1000, match=for_code(code), location=other.url, size=MAX_JSON_BYTES + 1)
+        result = run_cli("prices", "--exchange", "kis", "--since", "2024-06-01",
+                         env=kis_env(database, fake, tmp_path, JOURNAL_STREAM="8:1234", WOMBAT_HTTP_TIMEOUT="1"))
+        assert other.requests == []
+        port = other.port
+        clean = [code for code in codes if code not in HOSTILE_FAULTS]
+        # one request each, except deep JSON: retried like any unreadable answer (1 + 4)
+        assert fake.count(KIS_PRICES_PATH) == len(clean) + 4 + 5
+        stored = [row for row in kis_prices(database) if row[0] in clean]
+        assert stored == expected_prices(fake, clean, date(2024, 6, 1))
+    assert result.exit_code == 1
+    failures = sorted(line.split(" failed: ", 1)[1] for line in result.stderr.splitlines() if " failed: " in line)
+    assert failures == sorted([
+        f"kis: {redirect_refusal(port, 302)}",
+        "kis: HTTP 400: OPSQ0002 bad request <0>wombat: FORGED EMERGENCY [31mred next line",
+        "1 invalid candle(s) rejected, first: 2024-06-28: stck_clpr is not a number: Decimal('NaN')",
+        f"kis: answer is over the {MAX_JSON_BYTES:,}-byte cap (refused)",
+        "kis: HTTP 200, not JSON (application/json; charset=utf-8): " + "[" * 80 + "… (gave up after retries)",
+    ])
+    assert all(JOURNALD_LINE.match(line) for line in result.output.splitlines()), result.output
+    assert "Traceback" not in result.output
 
 
 def test_session_sends_no_origin_and_verifies_tls():
