@@ -112,9 +112,10 @@ def flatten(text):
     """Given text from an exchange, return it masked and on one line for a log line, an error or the history.
 
     Known secrets are masked; control characters become spaces and runs of
-    white space collapse to one. Newlines, carriage returns, NUL, escape sequences, other C0/C1 controls and
-    Unicode line separators can then neither forge a log line (journald's
-    `<0>` priority prefix) nor garble a terminal.
+    white space collapse to one. Newlines, carriage returns, NUL, escape
+    sequences, other C0/C1 controls and Unicode line separators can then
+    neither forge a log line (journald's `<0>` priority prefix) nor garble a
+    terminal.
     """
     return " ".join(CONTROL_CHARACTERS.sub(" ", redact(str(text))).split())
 
@@ -160,11 +161,11 @@ def read_capped(response, limit, deadline, read_timeout):
     DeadlinePassed if it is not complete by `deadline` (time.monotonic()), and
     the requests exception matching a network error while reading.
     """
+    import requests
+
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
         raise RefusedAnswer(f"answer of {int(declared):,} bytes is over the {limit:,}-byte cap (refused)")
-    import requests
-
     chunks, size = [], 0
     while True:
         left = deadline - time.monotonic()
