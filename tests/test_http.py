@@ -408,6 +408,42 @@ def test_prices_kis_hostile_answers_fail_only_their_symbols(database, tmp_path):
     assert "Traceback" not in result.output
 
 
+UPBIT_HOSTILE_FAULTS = {"KRW-HRED": "redirect", "KRW-HMSG": "hostile_message", "KRW-HBIG": "oversized",
+                        "KRW-HNUM": "huge_exponent"}
+
+
+def test_prices_upbit_hostile_answers_fail_only_their_symbols(database):
+    with FakeUpbit(rate_limit=None) as fake, FakeUpbit(rate_limit=None) as other:
+        candles = install_upbit(fake, UPBIT_CLEAN + tuple(UPBIT_HOSTILE_FAULTS))
+        for market, kind in UPBIT_HOSTILE_FAULTS.items():
+            fake.inject(kind, count=1 if kind == "huge_exponent" else 1000, match=for_market(market),
+                        location=other.url, size=MAX_JSON_BYTES + 1)
+        env = {"DATABASE_URL": database, "UPBIT_API_URL": fake.url, "UPBIT_RATE_LIMIT": "1000",
+               "WOMBAT_HTTP_TIMEOUT": TIMEOUT, "JOURNAL_STREAM": "8:1234"}
+        result = run_cli("prices", "--exchange", "upbit", "--since", f"{UPBIT_START}", env=env)
+        assert other.requests == []
+        port = other.port
+    assert result.exit_code == 1
+    stored = [row for row in upbit_rows_of(database) if row[0] in {upbit_symbol(market) for market in UPBIT_CLEAN}]
+    assert stored == upbit_rows({market: candles[market] for market in UPBIT_CLEAN})
+    failures = {line.split(" failed: ", 1)[0].rsplit(" ", 1)[1]: line.split(" failed: ", 1)[1]
+                for line in result.stderr.splitlines() if " failed: " in line}
+    newest = max(row["candle_date_time_utc"] for row in candles["KRW-HNUM"])[:10]
+    assert failures == {
+        "HRED/KRW": f"upbit: {redirect_refusal(port, 302)}",
+        "HMSG/KRW": "upbit: HTTP 400: bad request <0>wombat: FORGED EMERGENCY [31mred next line",
+        "HBIG/KRW": f"upbit: answer of {MAX_JSON_BYTES + 1:,} bytes is over the {MAX_JSON_BYTES:,}-byte cap (refused)",
+        "HNUM/KRW": f"1 invalid candle(s) rejected, first: {newest}: opening_price is not a number: Decimal('NaN')",
+    }
+    assert all(JOURNALD_LINE.match(line) for line in result.output.splitlines()), result.output
+
+
+def upbit_rows_of(database):
+    from tests.conftest import stored_prices
+
+    return stored_prices(database, "upbit")
+
+
 def test_session_sends_no_origin_and_verifies_tls():
     session = upbit_client("https://example.invalid").session()
     assert "Origin" not in session.headers and session.verify is True
