@@ -206,6 +206,10 @@ ENV_CASES = [
     ("WOMBAT_ENV_FILE", "/nonexistent/wombat.env", "cannot read env file /nonexistent/wombat.env: "
                                                    "No such file or directory"),
     ("WOMBAT_ENV_FILE", "/etc", "cannot read env file /etc: Is a directory"),
+    *((variable, value, f"{variable} must be an https URL (http only for a loopback host such as 127.0.0.1)")
+      for variable, value in (("UPBIT_API_URL", "http://api.upbit.com"),
+                              ("KIS_API_URL", "http://openapi.koreainvestment.com:9443"),
+                              ("KIS_MASTER_URL", "http://new.real.download.dws.co.kr/common/master"))),
 ]
 
 

@@ -198,3 +198,21 @@ def test_db_init_ignores_a_world_writable_env_file_in_the_current_directory(data
     assert result.exit_code == 0, result.output
     assert result.stderr.strip().endswith("ignoring env file .env: it is writable by group or others (mode 0666)")
     assert len(result.stderr.strip().splitlines()) == 1
+@pytest.mark.parametrize("name", ["UPBIT_API_URL", "KIS_API_URL", "KIS_MASTER_URL"])
+@pytest.mark.parametrize("value", ["http://api.upbit.com", "http://localhost.example.com:8080",
+                                   "http://127.0.0.1.nip.io", "http://0.0.0.0:9443", "HTTP://10.0.0.1"])
+def test_load_settings_exchange_url_must_be_https_off_loopback(name, value):
+    with pytest.raises(ConfigError) as raised:
+        load_settings({name: value})
+    assert str(raised.value) == f"{name} must be an https URL (http only for a loopback host such as 127.0.0.1)"
+
+
+@pytest.mark.parametrize("value", ["http://127.0.0.1:8080", "http://127.9.8.7", "http://[::1]:9443/common",
+                                   "http://localhost:1234", "http://LOCALHOST", "https://api.upbit.com"])
+def test_load_settings_exchange_url_accepts_https_and_loopback_http(value):
+    settings = load_settings({"UPBIT_API_URL": value, "KIS_API_URL": value, "KIS_MASTER_URL": value})
+    assert settings.upbit_api_url == settings.kis_api_url == settings.kis_master_url == value
+
+
+def test_load_settings_ping_url_may_stay_http():
+    assert load_settings({"WOMBAT_PING_URL": "http://hc.internal/ping/x"}).ping_url == "http://hc.internal/ping/x"

@@ -13,12 +13,14 @@ Decisions (the README's fault table is built from the matrix below):
 """
 
 import contextlib
+import re
 from datetime import date
 
 import pytest
 import requests
 
 from tests.conftest import run_cli
+from tests.fakes.common import HOSTILE_MESSAGE
 from tests.fakes.kis_server import FakeKis
 from tests.fakes.upbit_server import FakeUpbit, make_upbit_candles
 from tests.fault_support import (
@@ -39,11 +41,13 @@ from tests.fault_support import (
     upbit_rows,
     upbit_symbol,
 )
-from tests.kis_support import kis_env
+from tests.kis_support import MASTERS, expected_prices, install_masters, install_prices, kis_env, kis_prices
 from tests.ops_support import closed_port_url
-from wombat_collect.collectors import kis, upbit
+from wombat_collect.collectors import kis, kis_master, upbit
+from wombat_collect.collectors.kis_token import TokenUnavailable
+from wombat_collect.config import load_settings
 from wombat_collect.errors import ExchangeError
-from wombat_collect.http import ExchangeUnreachable, HttpClient
+from wombat_collect.http import MAX_JSON_BYTES, ExchangeUnreachable, HttpClient, display_url, flatten, parse_json
 from wombat_collect.ratelimit import RateLimiter
 
 TIMEOUT = "1"  # WOMBAT_HTTP_TIMEOUT of the matrix runs
@@ -190,7 +194,254 @@ def test_get_bytes_names_a_refused_download_plainly():
     client = HttpClient("kis", url, {"master": RateLimiter(1000, sleep=no_sleep)}, kis.classify, 2.0,
                         sleep=no_sleep)
     with pytest.raises(ExchangeError, match=r"^kis: cannot download .*/kospi_code.mst.zip: connection refused$"):
-        client.get_bytes(f"{url}/kospi_code.mst.zip", "master")
+        client.get_bytes(f"{url}/kospi_code.mst.zip", "master", 1024)
+
+
+def kis_client(fake, state_dir):
+    """Given a FakeKis, return a KIS client as the CLI opens it (token cache in `state_dir`)."""
+    return kis.open_client(load_settings({
+        "KIS_API_URL": fake.url, "KIS_MASTER_URL": fake.master_url, "KIS_APP_KEY": fake.app_key,
+        "KIS_APP_SECRET": fake.app_secret, "WOMBAT_STATE_DIR": str(state_dir), "KIS_RATE_LIMIT": "200",
+        "WOMBAT_HTTP_TIMEOUT": "3"}))
+
+
+def redirect_refusal(port, status):
+    return f"HTTP {status} redirect to 127.0.0.1:{port} refused (redirects are never followed)"
+
+
+def test_request_json_never_follows_a_redirect_and_does_not_retry(fake_upbit):
+    fake_upbit.set_candles("KRW-BTC", make_upbit_candles("KRW-BTC", date(2025, 1, 1), date(2025, 1, 3)))
+    with FakeUpbit(rate_limit=None) as other:
+        other.set_candles("KRW-BTC", make_upbit_candles("KRW-BTC", date(2025, 1, 1), date(2025, 1, 3)))
+        fake_upbit.inject("redirect", count=5, location=f"http://user:pw@127.0.0.1:{other.port}")
+        with pytest.raises(ExchangeError) as raised:
+            upbit_client(fake_upbit.url).request_json("GET", CANDLES_PATH, "candles", params={"market": "KRW-BTC"})
+        assert other.requests == []
+        port = other.port
+    assert str(raised.value) == f"upbit: {redirect_refusal(port, 302)}"
+    assert fake_upbit.count() == 1
+
+
+def test_request_json_kis_key_and_secret_never_follow_a_redirect(tmp_path):
+    with FakeKis(rate_limit=None) as fake, FakeKis(rate_limit=None) as other:
+        install_prices(fake, ["005930"])
+        client = kis_client(fake, tmp_path)
+        fake.inject("redirect", count=5, location=other.url, match=for_code("005930"))
+        with pytest.raises(ExchangeError) as raised:
+            list(kis.fetch_daily_candles(client, "005930", date(2024, 6, 1)))
+        assert other.requests == []  # no appkey / appsecret / authorization header went there
+        assert fake.count(KIS_PRICES_PATH) == 1
+        port = other.port
+    assert str(raised.value) == f"kis: {redirect_refusal(port, 302)}"
+
+
+def test_request_json_token_request_never_follows_a_307(tmp_path):
+    with FakeKis(rate_limit=None) as fake, FakeKis(rate_limit=None) as other:
+        client = kis_client(fake, tmp_path)
+        fake.inject("redirect", count=5, location=other.url)
+        with pytest.raises(TokenUnavailable) as raised:
+            client.authenticator.token()
+        assert [request.body for request in other.requests] == []  # the JSON body with key and secret stayed
+        assert other.tokens_issued == 0 and fake.count("/oauth2/tokenP") == 1
+        port = other.port
+    assert str(raised.value) == f"kis token: {redirect_refusal(port, 307)}"
+
+
+def test_get_bytes_never_follows_a_redirect(tmp_path):
+    with FakeKis(rate_limit=None) as fake, FakeKis(rate_limit=None) as other:
+        install_masters(fake)
+        install_masters(other)
+        fake.inject("redirect", count=5, location=other.url)
+        with pytest.raises(ExchangeError) as raised:
+            list(kis.fetch_symbols(kis_client(fake, tmp_path), "KOSPI"))
+        assert other.requests == [] and fake.count() == 1
+        port, master_url = other.port, fake.master_url
+    assert str(raised.value) == (f"kis: cannot download {master_url}/kospi_code.mst.zip: "
+                                 f"{redirect_refusal(port, 302)}")
+
+
+@pytest.mark.parametrize(("kind", "reason"), [
+    ("oversized", f"answer of {MAX_JSON_BYTES + 1:,} bytes is over the {MAX_JSON_BYTES:,}-byte cap (refused)"),
+    ("oversized_unsized", f"answer is over the {MAX_JSON_BYTES:,}-byte cap (refused)"),
+], ids=["with_length", "without_length"])
+def test_request_json_oversized_answer_fails_at_once(fake_upbit, kind, reason):
+    fake_upbit.inject(kind, count=5, size=MAX_JSON_BYTES + 1)
+    with pytest.raises(ExchangeError) as raised:
+        upbit_client(fake_upbit.url).request_json("GET", CANDLES_PATH, "candles", params={"market": "KRW-BTC"})
+    assert str(raised.value) == f"upbit: {reason}"
+    assert fake_upbit.count() == 1
+
+
+def test_request_json_answer_at_the_cap_is_read(fake_upbit):
+    fake_upbit.inject("oversized_unsized", size=MAX_JSON_BYTES)
+    client = upbit_client(fake_upbit.url)
+    assert client.request_json("GET", CANDLES_PATH, "candles", params={"market": "KRW-BTC"}) == []
+
+
+@pytest.mark.parametrize("kind", ["oversized", "oversized_unsized"])
+def test_get_bytes_oversized_master_zip_fails_at_once(tmp_path, kind):
+    with FakeKis(rate_limit=None) as fake:
+        install_masters(fake)
+        fake.inject(kind, count=5, size=kis_master.MAX_ZIP_BYTES + 1)
+        with pytest.raises(ExchangeError, match=r"^kis: cannot download .*/kospi_code.mst.zip: answer .*over the "
+                                                r"33,554,432-byte cap \(refused\)$"):
+            list(kis.fetch_symbols(kis_client(fake, tmp_path), "KOSPI"))
+        assert fake.count() == 1
+
+
+def test_request_json_trickling_server_is_cut_at_the_total_deadline(fake_upbit, caplog):
+    fake_upbit.set_candles("KRW-BTC", make_upbit_candles("KRW-BTC", date(2025, 1, 1), date(2025, 1, 3)))
+    client = upbit_client(fake_upbit.url)
+    client.timeout = (5.0, 1.0)  # each byte comes well within the read timeout; the whole never within 2s
+    fake_upbit.inject("trickle", count=1, seconds=0.05)
+    with caplog.at_level("DEBUG", logger="wombat_collect.http"):
+        page = client.request_json("GET", CANDLES_PATH, "candles", params={"market": "KRW-BTC", "count": 3})
+    assert len(page) == 3 and client.counters["retried"] == 1
+    assert [record.fault for record in fake_upbit.requests] == ["trickle", None]
+    assert any("upbit: answer not complete within 2s (total deadline), backing off" in record.getMessage()
+               for record in caplog.records)
+
+
+def test_request_json_deeply_nested_json_is_a_non_json_answer(fake_upbit):
+    fake_upbit.inject("deep_json", count=5)
+    with pytest.raises(ExchangeError) as raised:
+        upbit_client(fake_upbit.url).request_json("GET", CANDLES_PATH, "candles", params={"market": "KRW-BTC"})
+    assert str(raised.value).startswith("upbit: non-JSON answer (application/json; charset=utf-8): [[[[")
+    assert str(raised.value).endswith("… (gave up after retries)")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[" * 100_000 + "]" * 100_000, None),
+    ("[1" + "0" * 5000 + "]", None),
+    ('{"price": 1e99999999999999999999}', {"price": "NaN"}),
+    ('{"price": 1.5e3}', {"price": "1.5E+3"}),
+], ids=["deep", "long_integer", "huge_exponent", "decimal"])
+def test_parse_json_never_raises(text, expected):
+    parsed = parse_json(text)
+    assert (parsed if parsed is None else {key: str(value) for key, value in parsed.items()}) == expected
+
+
+def test_flatten_leaves_no_control_character_and_masks_secrets():
+    assert flatten(HOSTILE_MESSAGE) == "bad request <0>wombat: FORGED EMERGENCY [31mred next line"
+    assert flatten("a\tb\u202ec\x7fd  e\n") == "a b c d e"
+
+
+def test_request_json_hostile_error_message_stays_on_one_line(fake_upbit):
+    fake_upbit.inject("hostile_message")
+    with pytest.raises(ExchangeError) as raised:
+        upbit_client(fake_upbit.url).request_json("GET", CANDLES_PATH, "candles", params={"market": "KRW-BTC"})
+    assert str(raised.value) == "upbit: HTTP 400: bad request <0>wombat: FORGED EMERGENCY [31mred next line"
+
+
+def test_request_json_hostile_kis_messages_stay_on_one_line(tmp_path):
+    with FakeKis(rate_limit=None) as fake:
+        install_prices(fake, ["005930"])
+        client = kis_client(fake, tmp_path)
+        fake.inject("hostile_message", match=lambda request: request.path == "/oauth2/tokenP")
+        with pytest.raises(TokenUnavailable) as token_error:
+            client.authenticator.token()
+    with FakeKis(rate_limit=None) as fake:
+        install_prices(fake, ["005930"])
+        client = kis_client(fake, tmp_path / "other")
+        fake.inject("hostile_message", match=for_code("005930"))
+        with pytest.raises(ExchangeError) as price_error:
+            list(kis.fetch_daily_candles(client, "005930", date(2024, 6, 1)))
+    flat = "bad request <0>wombat: FORGED EMERGENCY [31mred next line"
+    assert str(token_error.value) == f"kis token: HTTP 400: EGW00101 {flat}"
+    assert str(price_error.value) == f"kis: HTTP 400: OPSQ0002 {flat}"
+
+
+def test_display_url_drops_userinfo_and_query():
+    assert display_url("https://user:secret@example.com:8443/common/master?key=1#x") == \
+        "https://example.com:8443/common/master"
+    assert display_url("http://u:p@[::1]:80") == "http://[::1]:80"
+
+
+def test_request_json_unreachable_message_hides_userinfo():
+    url = closed_port_url().split("/ping")[0]
+    with_userinfo = url.replace("http://", "http://operator:hunter22@")
+    with pytest.raises(ExchangeUnreachable) as raised:
+        upbit_client(with_userinfo).request_json("GET", CANDLES_PATH, "candles", params={"market": "KRW-BTC"})
+    assert str(raised.value) == f"upbit: cannot reach {url}: connection refused (gave up after 5 attempts)"
+
+
+def test_get_bytes_download_message_hides_userinfo():
+    url = closed_port_url().split("/ping")[0]
+    client = HttpClient("kis", url, {"master": RateLimiter(1000, sleep=no_sleep)}, kis.classify, 2.0,
+                        sleep=no_sleep)
+    with pytest.raises(ExchangeError) as raised:
+        client.get_bytes(url.replace("http://", "http://operator:hunter22@") + "/x.zip?token=abc", "master", 1024)
+    assert str(raised.value) == f"kis: cannot download {url}/x.zip: connection refused"
+
+
+JOURNALD_LINE = re.compile(r"^<[1-7]>(DEBUG|INFO|WARNING|ERROR|CRITICAL): ")
+HOSTILE_FAULTS = {"00680K": "redirect", "035720": "hostile_message", "069500": "huge_exponent",
+                  "091990": "oversized_unsized", "900110": "deep_json"}
+
+
+def test_prices_kis_hostile_answers_fail_only_their_symbols(database, tmp_path):
+    codes = [row[0] for rows in MASTERS.values() for row in rows]
+    with FakeKis(rate_limit=None) as fake, FakeKis(rate_limit=None) as other:
+        install_masters(fake)
+        install_prices(fake, codes)
+        for code, kind in HOSTILE_FAULTS.items():
+            fake.inject(kind, count=1000, match=for_code(code), location=other.url, size=MAX_JSON_BYTES + 1)
+        result = run_cli("prices", "--exchange", "kis", "--since", "2024-06-01",
+                         env=kis_env(database, fake, tmp_path, JOURNAL_STREAM="8:1234", WOMBAT_HTTP_TIMEOUT="1"))
+        assert other.requests == []
+        port = other.port
+        clean = [code for code in codes if code not in HOSTILE_FAULTS]
+        # one request each, except deep JSON: retried like any unreadable answer (1 + 4)
+        assert fake.count(KIS_PRICES_PATH) == len(clean) + 4 + 5
+        stored = [row for row in kis_prices(database) if row[0] in clean]
+        assert stored == expected_prices(fake, clean, date(2024, 6, 1))
+    assert result.exit_code == 1
+    failures = sorted(line.split(" failed: ", 1)[1] for line in result.stderr.splitlines() if " failed: " in line)
+    assert failures == sorted([
+        f"kis: {redirect_refusal(port, 302)}",
+        "kis: HTTP 400: OPSQ0002 bad request <0>wombat: FORGED EMERGENCY [31mred next line",
+        "1 invalid candle(s) rejected, first: 2024-06-28: stck_clpr is not a number: Decimal('NaN')",
+        f"kis: answer is over the {MAX_JSON_BYTES:,}-byte cap (refused)",
+        "kis: HTTP 200, not JSON (application/json; charset=utf-8): " + "[" * 80 + "… (gave up after retries)",
+    ])
+    assert all(JOURNALD_LINE.match(line) for line in result.output.splitlines()), result.output
+    assert "Traceback" not in result.output
+
+
+UPBIT_HOSTILE_FAULTS = {"KRW-HRED": "redirect", "KRW-HMSG": "hostile_message", "KRW-HBIG": "oversized",
+                        "KRW-HNUM": "huge_exponent"}
+
+
+def test_prices_upbit_hostile_answers_fail_only_their_symbols(database):
+    with FakeUpbit(rate_limit=None) as fake, FakeUpbit(rate_limit=None) as other:
+        candles = install_upbit(fake, UPBIT_CLEAN + tuple(UPBIT_HOSTILE_FAULTS))
+        for market, kind in UPBIT_HOSTILE_FAULTS.items():
+            fake.inject(kind, count=1 if kind == "huge_exponent" else 1000, match=for_market(market),
+                        location=other.url, size=MAX_JSON_BYTES + 1)
+        env = {"DATABASE_URL": database, "UPBIT_API_URL": fake.url, "UPBIT_RATE_LIMIT": "1000",
+               "WOMBAT_HTTP_TIMEOUT": TIMEOUT, "JOURNAL_STREAM": "8:1234"}
+        result = run_cli("prices", "--exchange", "upbit", "--since", f"{UPBIT_START}", env=env)
+        assert other.requests == []
+        port = other.port
+    assert result.exit_code == 1
+    stored = [row for row in upbit_rows_of(database) if row[0] in {upbit_symbol(market) for market in UPBIT_CLEAN}]
+    assert stored == upbit_rows({market: candles[market] for market in UPBIT_CLEAN})
+    failures = {line.split(" failed: ", 1)[0].rsplit(" ", 1)[1]: line.split(" failed: ", 1)[1]
+                for line in result.stderr.splitlines() if " failed: " in line}
+    newest = max(row["candle_date_time_utc"] for row in candles["KRW-HNUM"])[:10]
+    assert failures == {
+        "HRED/KRW": f"upbit: {redirect_refusal(port, 302)}",
+        "HMSG/KRW": "upbit: HTTP 400: bad request <0>wombat: FORGED EMERGENCY [31mred next line",
+        "HBIG/KRW": f"upbit: answer of {MAX_JSON_BYTES + 1:,} bytes is over the {MAX_JSON_BYTES:,}-byte cap (refused)",
+        "HNUM/KRW": f"1 invalid candle(s) rejected, first: {newest}: opening_price is not a number: Decimal('NaN')",
+    }
+    assert all(JOURNALD_LINE.match(line) for line in result.output.splitlines()), result.output
+
+
+def upbit_rows_of(database):
+    from tests.conftest import stored_prices
+
+    return stored_prices(database, "upbit")
 
 
 def test_session_sends_no_origin_and_verifies_tls():

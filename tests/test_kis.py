@@ -95,6 +95,15 @@ def test_parse_candle_rejects_non_numbers(value):
         f"2024-07-01: stck_hgpr is not a number: {value!r}")
 
 
+def test_fetch_daily_candles_huge_exponent_is_one_rejected_candle(fake, tmp_path):
+    fake.set_prices("005930", make_kis_rows("005930", date(2024, 6, 24), date(2024, 6, 28)))
+    fake.inject("huge_exponent", match=lambda request: request.path == PRICES_PATH)
+    candles = list(kis.fetch_daily_candles(open_client(fake, tmp_path), "005930", date(2024, 6, 24)))
+    assert candles[0] == RejectedCandle("2024-06-28: stck_clpr is not a number: Decimal('NaN')")
+    assert [f"{candle.timestamp:%Y-%m-%d}" for candle in candles[1:]] == [
+        "2024-06-27", "2024-06-26", "2024-06-25", "2024-06-24"]
+
+
 @pytest.mark.parametrize(("flng_cls_code", "mod_yn", "adjusted", "flagged"), [
     ("00", "N", True, False), ("01", "N", True, True), ("02", "N", True, True), ("00", "Y", True, True),
     ("", "", True, False), ("01", "Y", False, False),

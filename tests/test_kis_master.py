@@ -1,11 +1,18 @@
 """KIS master files: byte-exact parsing, and `wombat-collect symbols --exchange kis` end to end."""
 
 import logging
+import tracemalloc
 
 import pytest
 
 from tests.conftest import query, run_cli
-from tests.fakes.kis_server import FakeKis, build_master_row, build_master_zip
+from tests.fakes.kis_server import (
+    LYING_ACTUAL_BYTES,
+    FakeKis,
+    build_hostile_master_zip,
+    build_master_row,
+    build_master_zip,
+)
 from tests.kis_support import EXPECTED_SYMBOLS, MASTERS, install_masters, kis_env, kis_symbols
 from wombat_collect.collectors import kis, kis_master
 from wombat_collect.config import load_settings
@@ -96,6 +103,45 @@ def test_read_member_rejects_a_zip_without_mst_member():
         kis_master.read_member(archive, "KOSPI")
 
 
+def test_read_member_lying_zip_never_inflates_past_its_declared_size():
+    archive = build_hostile_master_zip("kospi", "lying")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ExchangeError) as raised:
+            kis_master.read_member(archive, "KOSPI")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(raised.value) == "kis: kospi_code.mst.zip is not a readable zip: Bad CRC-32 for file 'kospi_code.mst'"
+    assert peak < LYING_ACTUAL_BYTES // 16  # a few chunks at most, never the 64 MiB it inflates to
+
+
+@pytest.mark.parametrize(("kind", "reason"), [
+    ("corrupt", "is not a readable zip: Error -3 while decompressing data: invalid block type"),
+    ("encrypted", "member is encrypted; refusing"),
+    ("method_99", "member uses compression method 99; only stored and deflated are accepted"),
+    ("bzip2", "member uses compression method 12; only stored and deflated are accepted"),
+])
+def test_read_member_refuses_an_unreadable_member_in_one_line(kind, reason):
+    with pytest.raises(ExchangeError) as raised:
+        kis_master.read_member(build_hostile_master_zip("konex", kind), "KONEX")
+    assert str(raised.value) == f"kis: konex_code.mst.zip {reason}"
+
+
+def test_read_member_refuses_a_member_declaring_too_many_bytes(monkeypatch):
+    monkeypatch.setattr(kis_master, "MAX_MEMBER_BYTES", 500)
+    archive = build_master_zip("kospi", [build_master_row("kospi", "005930", "KR7005930003", "삼성전자")] * 2)
+    with pytest.raises(ExchangeError, match=r"^kis: kospi_code.mst.zip member is 578 bytes; refusing$"):
+        kis_master.read_member(archive, "KOSPI")
+
+
+def test_read_member_flattens_member_names_in_its_message():
+    archive = build_master_zip("kospi", [b"x\n"], member_name="read\nme<0>.txt")
+    with pytest.raises(ExchangeError) as raised:
+        kis_master.read_member(archive, "KOSPI")
+    assert str(raised.value) == "kis: kospi_code.mst.zip holds no .mst file (only read me<0>.txt)"
+
+
 def test_fetch_symbols_downloads_one_market(fake, tmp_path):
     install_masters(fake)
     client = kis.open_client(load_settings({
@@ -145,6 +191,18 @@ def test_symbols_broken_konex_file_fails_only_that_market(database, fake, tmp_pa
     assert "KONEX: kis: konex_code.mst.zip is not a readable zip" in result.stderr
     assert query(database, "SELECT symbol, is_active, updated_at FROM symbol WHERE market = 'KONEX'") == konex_before
     assert ("000660", "SK하이닉스", "KRW", "KOSPI", "STOCK", True, 0, 0) in kis_symbols(database)
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "encrypted", "method_99", "lying"])
+def test_symbols_hostile_konex_zip_fails_only_that_market(database, fake, tmp_path, kind):
+    install_masters(fake)
+    fake.set_master("konex", build_hostile_master_zip("konex", kind))
+    result = run_cli("symbols", "--exchange", "kis", env=kis_env(database, fake, tmp_path))
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert [line for line in result.stderr.splitlines() if "symbols kis KONEX: kis: konex_code.mst.zip" in line] != []
+    assert [row[0] for row in kis_symbols(database)] == [
+        "005930", "00680K", "035720", "069500", "091990", "900110", "F70101786"]
 
 
 def test_symbols_empty_konex_file_is_not_an_error(database, fake, tmp_path):

@@ -143,6 +143,21 @@ def test_parse_candle_rejects_non_numbers():
     assert upbit.parse_candle(row) == RejectedCandle("2025-07-01: opening_price is not a number: 'abc'")
 
 
+@pytest.mark.parametrize("value", [Decimal("NaN"), Decimal("Infinity"), Decimal("-Infinity")])
+def test_parse_candle_rejects_non_finite_numbers(value):
+    row = {"candle_date_time_utc": "2025-07-01T00:00:00", "opening_price": 1, "high_price": value,
+           "low_price": 1, "trade_price": 1, "candle_acc_trade_volume": 1, "candle_acc_trade_price": 1}
+    assert upbit.parse_candle(row) == RejectedCandle(f"2025-07-01: high_price is not a number: {value!r}")
+
+
+def test_fetch_daily_candles_huge_exponent_is_one_rejected_candle(fake_upbit, client):
+    fake_upbit.set_candles("KRW-BTC", make_upbit_candles("KRW-BTC", date(2025, 1, 1), date(2025, 1, 3)))
+    fake_upbit.inject("huge_exponent")
+    candles = list(upbit.fetch_daily_candles(client, "BTC/KRW"))
+    assert candles[0] == RejectedCandle("2025-01-03: opening_price is not a number: Decimal('NaN')")
+    assert [f"{candle.timestamp:%Y-%m-%d}" for candle in candles[1:]] == ["2025-01-02", "2025-01-01"]
+
+
 def test_parse_candle_reads_utc_and_decimals():
     row = {"candle_date_time_utc": "2025-07-01T00:00:00", "opening_price": Decimal("0.00001234"), "high_price": 2,
            "low_price": 1, "trade_price": 1, "candle_acc_trade_volume": Decimal("5.5"),

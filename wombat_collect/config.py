@@ -4,6 +4,7 @@ Every variable is listed in the README's configuration table. Bad values raise
 ConfigError with one line naming the variable; secrets never appear in it.
 """
 
+import ipaddress
 import logging
 import os
 import re
@@ -33,6 +34,7 @@ TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 SECRET_VARIABLES = ("POSTGRES_PASSWORD", "KIS_APP_KEY", "KIS_APP_SECRET")  # and DATABASE_URL with a password
 IMPLICIT_ENV_FILE = ".env"  # read from the current directory when no env file is named
+LOOPBACK_NAMES = {"localhost"}  # besides 127.0.0.0/8 and ::1: where plain http is allowed (the test fakes)
 SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
 logger = logging.getLogger(__name__)
@@ -156,15 +158,16 @@ def load_settings(variables):
     virtual = kis_env == "virtual"
     default_kis_rate = DEFAULT_KIS_RATE_VIRTUAL if virtual else DEFAULT_KIS_RATE_REAL
     dsn = database_url(variables)
+    default_kis_url = DEFAULT_KIS_VIRTUAL_URL if virtual else DEFAULT_KIS_REAL_URL
     return Settings(
         database_url=dsn,
         data_dir=_path(variables, "WOMBAT_DATA_DIR", _xdg(variables, "XDG_DATA_HOME", ".local/share")),
         state_dir=_path(variables, "WOMBAT_STATE_DIR", default_state_dir(variables)),
         lock_dir=_path(variables, "WOMBAT_LOCK_DIR", default_lock_dir(variables)),
-        upbit_api_url=_url(variables, "UPBIT_API_URL", DEFAULT_UPBIT_API_URL),
+        upbit_api_url=_exchange_url(variables, "UPBIT_API_URL", DEFAULT_UPBIT_API_URL),
         upbit_rate_limit=_number(variables, "UPBIT_RATE_LIMIT", DEFAULT_UPBIT_RATE, 0.1, 1000),
-        kis_api_url=_url(variables, "KIS_API_URL", DEFAULT_KIS_VIRTUAL_URL if virtual else DEFAULT_KIS_REAL_URL),
-        kis_master_url=_url(variables, "KIS_MASTER_URL", DEFAULT_KIS_MASTER_URL),
+        kis_api_url=_exchange_url(variables, "KIS_API_URL", default_kis_url),
+        kis_master_url=_exchange_url(variables, "KIS_MASTER_URL", DEFAULT_KIS_MASTER_URL),
         kis_app_key=(variables.get("KIS_APP_KEY") or "").strip() or None,
         kis_app_secret=(variables.get("KIS_APP_SECRET") or "").strip() or None,
         kis_rate_limit=_number(variables, "KIS_RATE_LIMIT", default_kis_rate, 0.1, 1000),
@@ -302,6 +305,28 @@ def _url(variables, name, default):
     if not valid or any(character.isspace() for character in value):
         raise ConfigError(f"{name} must be an http(s) URL")
     return value
+
+
+def _exchange_url(variables, name, default):
+    """Given an exchange URL variable, return its URL. Raise ConfigError unless https (http: loopback hosts only).
+
+    The KIS app key and secret travel in every request: plain http would send them in clear.
+    """
+    value = _url(variables, name, default)
+    parts = urlsplit(value)
+    if parts.scheme != "https" and not is_loopback(parts.hostname):
+        raise ConfigError(f"{name} must be an https URL (http only for a loopback host such as 127.0.0.1)")
+    return value
+
+
+def is_loopback(host):
+    """Given a host name or address, return whether it is loopback: localhost, 127.0.0.0/8 or ::1."""
+    if (host or "").lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _number(variables, name, default, minimum, maximum, whole=False):

@@ -32,11 +32,22 @@ Fault kinds (``FakeService.inject``):
     "creeping_cursor"     The page moves the cursor back by the least step the API allows:
                           Upbit candles re-dated one second apart just before ``to``, KIS 100
                           copies of the newest row in range (one day back per page).
+    "redirect"            HTTP 302 (307 for a POST) with ``Location: <location><path>?<query>``
+                          (``location`` is another server's base URL) and no body.
+    "oversized"           HTTP 200 JSON, ``size`` bytes (``[`` blanks ``]``), Content-Length sent.
+    "oversized_unsized"   The same without Content-Length: the body ends when the connection closes.
+    "trickle"             The normal answer, its body sent one byte every ``seconds``.
+    "deep_json"           HTTP 200 JSON nested ``DEEP_JSON_LEVELS`` arrays deep.
+    "huge_exponent"       The normal answer with its first ``HUGE_NUMBER_FIELD`` value replaced by the
+                          JSON number ``HUGE_NUMBER`` (beyond any Decimal's exponent range).
+    "hostile_message"     The fake's HTTP 400 error answer with ``HOSTILE_MESSAGE`` as its message:
+                          newlines, a forged journald ``<0>`` line, CR, NUL, ESC, C1 and U+2028.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import struct
 import sys
@@ -50,7 +61,7 @@ from datetime import timedelta, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Hashable, Iterable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 HOST = "127.0.0.1"
 KST = timezone(timedelta(hours=9), "KST")  # Asia/Seoul has had no DST since 1988
@@ -75,9 +86,20 @@ FAULT_KINDS = frozenset(
         "timeout",
         "stuck_cursor",
         "creeping_cursor",
+        "redirect",
+        "oversized",
+        "oversized_unsized",
+        "trickle",
+        "deep_json",
+        "huge_exponent",
+        "hostile_message",
     }
 )
 DEFAULT_TIMEOUT_FAULT_SECONDS = 5.0
+DEFAULT_OVERSIZED_BYTES = 8 * 1024 * 1024 + 1
+DEEP_JSON_LEVELS = 100_000
+HUGE_NUMBER = "1e99999999999999999999"
+HOSTILE_MESSAGE = "bad request\n<0>wombat: FORGED EMERGENCY\r\x00\x1b[31mred\x85next\u2028line"
 WRONG_CONTENT_TYPE_BODY = b"<html>oops</html>"
 GATEWAY_503_BODY = (
     b"<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n"
@@ -87,6 +109,8 @@ GATEWAY_503_BODY = (
 
 ACTION_TRUNCATE = "truncate"
 ACTION_RESET = "reset"
+ACTION_NO_LENGTH = "no_length"
+ACTION_TRICKLE = "trickle"
 
 # Errors a client hanging up mid-answer raises in the handler thread; not worth a traceback.
 CLIENT_GONE_ERRORS = (ConnectionError, TimeoutError, socket.timeout)
@@ -152,13 +176,15 @@ class Request:
 
 @dataclass
 class Response:
-    """One answer. ``action`` is None, ACTION_TRUNCATE or ACTION_RESET."""
+    """One answer. ``action`` is None, ACTION_TRUNCATE, ACTION_RESET, ACTION_NO_LENGTH or
+    ACTION_TRICKLE (one byte of the body every ``interval`` seconds)."""
 
     status: int
     body: bytes = b""
     content_type: str = JSON_CONTENT_TYPE
     headers: dict[str, str] = field(default_factory=dict)
     action: str | None = None
+    interval: float = 0.0
 
 
 def json_response(status: int, value: Any, dumps: Callable[[Any], str] = compact_dumps, **headers: str) -> Response:
@@ -186,7 +212,7 @@ class Admission:
 class RequestRecord:
     """One logged request. ``time`` is ``time.monotonic()`` at arrival; ``status`` is the
     HTTP status answered (None while in flight, or when the connection was reset);
-    ``fault`` is the injected fault kind that answered it, if any."""
+    ``fault`` is the injected fault kind that answered it, if any; ``body`` the request body."""
 
     method: str
     path: str
@@ -195,6 +221,7 @@ class RequestRecord:
     time: float
     status: int | None = None
     fault: str | None = None
+    body: bytes = b""
 
 
 class RequestLog:
@@ -207,7 +234,8 @@ class RequestLog:
     def open(self, request: Request) -> RequestRecord:
         """Given an arriving request, append and return its record (status still None)."""
         record = RequestRecord(
-            request.method, request.path, dict(request.query), dict(request.headers), time.monotonic()
+            request.method, request.path, dict(request.query), dict(request.headers), time.monotonic(),
+            body=request.body,
         )
         with self._lock:
             self._records.append(record)
@@ -296,6 +324,8 @@ class Fault:
     remaining: int
     match: Callable[[Request], bool] | None = None
     seconds: float = DEFAULT_TIMEOUT_FAULT_SECONDS
+    location: str | None = None
+    size: int = DEFAULT_OVERSIZED_BYTES
 
 
 class FaultQueue:
@@ -311,18 +341,22 @@ class FaultQueue:
         count: int = 1,
         match: Callable[[Request], bool] | None = None,
         seconds: float | None = None,
+        location: str | None = None,
+        size: int | None = None,
     ) -> None:
         """Given a fault kind, a count and an optional predicate on Request, queue the fault.
 
-        Raise ValueError for an unknown kind or a count below 1.
+        Raise ValueError for an unknown kind, a count below 1, or a redirect without location.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
         if count < 1:
             raise ValueError("count must be at least 1")
+        if kind == "redirect" and not location:
+            raise ValueError("a redirect fault needs a location")
         delay = DEFAULT_TIMEOUT_FAULT_SECONDS if seconds is None else seconds
         with self._lock:
-            self._faults.append(Fault(kind, count, match, delay))
+            self._faults.append(Fault(kind, count, match, delay, location, size or DEFAULT_OVERSIZED_BYTES))
 
     def take(self, request: Request) -> Fault | None:
         """Given a request, consume and return the first fault matching it, or None."""
@@ -397,11 +431,25 @@ class FakeRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(declared))
+        if response.action == ACTION_NO_LENGTH:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(declared))
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(sent)
+        if response.action == ACTION_TRICKLE:
+            self._trickle(sent, response.interval)
+        else:
+            self.wfile.write(sent)
+
+    def _trickle(self, body: bytes, interval: float) -> None:
+        """Write a body one byte every ``interval`` seconds (each byte flushed at once)."""
+        for index in range(len(body)):
+            self.wfile.write(body[index : index + 1])
+            self.wfile.flush()
+            time.sleep(interval)
 
 
 class FakeHTTPServer(ThreadingHTTPServer):
@@ -474,6 +522,7 @@ class FakeService:
     """
 
     MALFORMED_BODY = b'{"error": '
+    HUGE_NUMBER_FIELD = "price"  # the field a "huge_exponent" fault overwrites
 
     def __init__(self, latency: float = 0.0) -> None:
         self.latency = latency
@@ -551,11 +600,15 @@ class FakeService:
         count: int = 1,
         match: Callable[[Request], bool] | None = None,
         seconds: float | None = None,
+        location: str | None = None,
+        size: int | None = None,
     ) -> None:
         """Given a fault kind (see module docstring), make the next ``count`` requests for
         which ``match(request)`` is true (all if None) get that fault. ``seconds`` is the
-        sleep of a "timeout" fault. Raise ValueError for an unknown kind."""
-        self._faults.add(kind, count, match, seconds)
+        sleep of a "timeout" fault and the byte interval of a "trickle"; ``location`` the
+        base URL a "redirect" points to; ``size`` the body size of an "oversized" one.
+        Raise ValueError for an unknown kind."""
+        self._faults.add(kind, count, match, seconds, location, size)
 
     def hold(self, match: Callable[[Request], bool]) -> None:
         """Given match(request), keep the matching requests unanswered until release() (or the stop).
@@ -619,9 +672,18 @@ class FakeService:
             return self._empty_response(request)
         if kind == "creeping_cursor":
             return self._creeping_response(request)
+        hostile = _hostile_answer(request, fault) if kind else None
+        if hostile is not None:
+            return hostile
+        if kind == "hostile_message":
+            return self._error_with_message(request, HOSTILE_MESSAGE)
         response = self._route(request, stuck_cursor=(kind == "stuck_cursor"))
         if kind == "truncated":
             response.action = ACTION_TRUNCATE
+        if kind == "trickle":
+            response.action, response.interval = ACTION_TRICKLE, fault.seconds
+        if kind == "huge_exponent":
+            response.body = with_huge_number(response.body, self.HUGE_NUMBER_FIELD)
         return response
 
     # ---- hooks
@@ -645,3 +707,30 @@ class FakeService:
     def _internal_error(self) -> Response:
         """Return the fake's HTTP 500 answer."""
         return json_response(500, {"error": "Internal Server Error"})
+
+    def _error_with_message(self, request: Request, message: str) -> Response:
+        """Given a request and a message, return the fake's HTTP 400 error answer carrying it."""
+        return json_response(400, {"error": message})
+
+
+def _hostile_answer(request: Request, fault: Fault) -> Response | None:
+    """Given a request and its fault, return the answer of a redirect, oversized or deep_json
+    fault (the same on every fake), or None for any other kind."""
+    if fault.kind == "redirect":
+        query = "?" + urlencode(request.query) if request.query else ""
+        status = 302 if request.method == "GET" else 307
+        return Response(status, b"", TEXT_CONTENT_TYPE, {"Location": f"{fault.location}{request.path}{query}"})
+    if fault.kind in ("oversized", "oversized_unsized"):
+        body = b"[" + b" " * max(fault.size - 2, 0) + b"]"
+        action = ACTION_NO_LENGTH if fault.kind == "oversized_unsized" else None
+        return Response(200, body, JSON_CONTENT_TYPE, action=action)
+    if fault.kind == "deep_json":
+        return Response(200, b"[" * DEEP_JSON_LEVELS + b"]" * DEEP_JSON_LEVELS, JSON_CONTENT_TYPE)
+    return None
+
+
+def with_huge_number(body: bytes, field_name: str) -> bytes:
+    """Given a JSON body and a field name, return it with the field's first value (a number or a
+    string) replaced by the bare JSON number HUGE_NUMBER."""
+    pattern = re.compile(rb'("' + re.escape(field_name.encode()) + rb'":)("[^"]*"|[-0-9.eE+]+)')
+    return pattern.sub(lambda found: found.group(1) + HUGE_NUMBER.encode(), body, count=1)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import io
 import random
 import secrets
+import struct
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -401,6 +402,58 @@ def build_master_zip(market: str, rows: Iterable[bytes], member_name: str | None
     return buffer.getvalue()
 
 
+HOSTILE_ZIP_KINDS = ("lying", "corrupt", "encrypted", "method_99", "bzip2")
+LYING_DECLARED_BYTES = 1_000
+LYING_ACTUAL_BYTES = 64 * 1024 * 1024
+LOCAL_HEADER = b"PK\x03\x04"
+CENTRAL_HEADER = b"PK\x01\x02"
+LOCAL_HEADER_BYTES = 30
+# (local header offset, central header offset) of the fields a hostile zip rewrites
+FLAGS_OFFSETS = (6, 8)
+METHOD_OFFSETS = (8, 10)
+UNCOMPRESSED_SIZE_OFFSETS = (22, 24)
+
+
+def build_hostile_master_zip(market: str, kind: str) -> bytes:
+    """Given a market and a kind, return a master zip that must not be trusted:
+
+    - "lying": declares LYING_DECLARED_BYTES but inflates to LYING_ACTUAL_BYTES (a zip bomb);
+    - "corrupt": a deflated member whose compressed bytes are garbage;
+    - "encrypted": the encryption flag set;
+    - "method_99": compression method 99 (AES), which zipfile cannot read;
+    - "bzip2": a real bzip2 member (readable, but neither stored nor deflated).
+    """
+    member = f"{_master_market(market)}_code.mst"
+    if kind == "bzip2":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_BZIP2) as archive:
+            archive.writestr(member, build_master_row(market, "005930", "KR7005930003", "삼성전자"))
+        return buffer.getvalue()
+    content = bytes(LYING_ACTUAL_BYTES) if kind == "lying" else build_master_row(market, "005930", "KR7005930003", "x")
+    data = bytearray(build_master_zip(market, [content]))
+    if kind == "lying":
+        _patch(data, UNCOMPRESSED_SIZE_OFFSETS, struct.pack("<I", LYING_DECLARED_BYTES))
+    elif kind == "corrupt":
+        name_length, extra_length = struct.unpack_from("<HH", data, 26)
+        start = LOCAL_HEADER_BYTES + name_length + extra_length
+        compressed = struct.unpack_from("<I", data, 18)[0]
+        data[start : start + compressed] = b"\xff" * compressed
+    elif kind == "encrypted":
+        _patch(data, FLAGS_OFFSETS, struct.pack("<H", struct.unpack_from("<H", data, 6)[0] | 0x1))
+    elif kind == "method_99":
+        _patch(data, METHOD_OFFSETS, struct.pack("<H", 99))
+    else:
+        raise ValueError(f"unknown hostile zip kind {kind!r}; expected one of {HOSTILE_ZIP_KINDS}")
+    return bytes(data)
+
+
+def _patch(data: bytearray, offsets: tuple[int, int], value: bytes) -> None:
+    """Given zip bytes with one member, write `value` at a field's offset in its local and central headers."""
+    local_offset, central_offset = offsets
+    for start in (data.index(LOCAL_HEADER) + local_offset, data.rindex(CENTRAL_HEADER) + central_offset):
+        data[start : start + len(value)] = value
+
+
 def master_file_name(market: str) -> str:
     """Given a market, return its download file name, e.g. ``kospi_code.mst.zip``."""
     return f"{_master_market(market)}_code.mst.zip"
@@ -641,6 +694,7 @@ class FakeKis(FakeService):
     """A fake KIS API host plus master-file host on loopback. See the module docstring."""
 
     MALFORMED_BODY = b'{"output1":{"stck_prpr":"70000"},"output2":[{"stck_bsop_date": '
+    HUGE_NUMBER_FIELD = "stck_clpr"  # only in output2 rows (output1 has stck_oprc too)
 
     def __init__(
         self,
@@ -777,6 +831,13 @@ class FakeKis(FakeService):
         if request.path.startswith(MASTER_PREFIX) and market in MASTER_MARKETS:
             return Response(200, build_master_zip(market, []), "application/zip")
         return json_response(200, {})
+
+    def _error_with_message(self, request: Request, message: str) -> Response:
+        """Given a request and a message, return an HTTP 400 error carrying it: the token
+        endpoint's shape on ``/oauth2/tokenP``, the REST shape (rt_cd "1") elsewhere."""
+        if request.path == TOKEN_PATH:
+            return json_response(400, {"error_code": "EGW00101", "error_description": message})
+        return json_response(400, {"rt_cd": "1", "msg_cd": "OPSQ0002", "msg1": message})
 
     # ---- tokens
 

@@ -295,6 +295,7 @@ class FakeUpbit(FakeService):
     """A fake Upbit quotation API on loopback. See the module docstring for choices."""
 
     MALFORMED_BODY = b'[{"market": '
+    HUGE_NUMBER_FIELD = "opening_price"
 
     def __init__(
         self,
@@ -420,6 +421,10 @@ class FakeUpbit(FakeService):
             row["candle_date_time_utc"] = moment.strftime(CANDLE_TIME_FORMAT)
             row["candle_date_time_kst"] = (moment + timedelta(hours=9)).strftime(CANDLE_TIME_FORMAT)
         return json_response(200, rows, dumps_with_decimals)
+
+    def _error_with_message(self, request: Request, message: str) -> Response:
+        """Given a request and a message, return Upbit's HTTP 400 error answer carrying it."""
+        return _error(400, "invalid_parameter", message)
 
     def _answer_markets(self, request: Request) -> Response:
         """Given a market list request, return every listed market in a shuffled order."""

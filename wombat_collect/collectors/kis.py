@@ -18,7 +18,7 @@ import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
-from wombat_collect.collectors.kis_master import master_url, parse_master, read_member
+from wombat_collect.collectors.kis_master import MAX_ZIP_BYTES, master_url, parse_master, read_member
 from wombat_collect.collectors.kis_token import (
     CREDENTIAL_CODES,
     ISSUE_RATE,
@@ -28,7 +28,7 @@ from wombat_collect.collectors.kis_token import (
 )
 from wombat_collect.collectors.paging import check_page_budget, page_budget
 from wombat_collect.errors import ConfigError, ExchangeError
-from wombat_collect.http import HttpClient, Verdict, snippet
+from wombat_collect.http import HttpClient, Verdict, flatten, snippet
 from wombat_collect.ratelimit import RateLimiter
 from wombat_collect.records import Candle, ExchangeInfo, RejectedCandle
 from wombat_collect.validate import EARLIEST_SANE_DATE
@@ -100,7 +100,8 @@ def fetch_symbols(client, group=None):
     Raise ExchangeError if a master file cannot be downloaded or unzipped.
     """
     for market in (group,) if group else MARKETS:
-        content = read_member(client.get_bytes(master_url(client.links["master"], market), MASTER_GROUP), market)
+        url = master_url(client.links["master"], market)
+        content = read_member(client.get_bytes(url, MASTER_GROUP, MAX_ZIP_BYTES), market)
         yield from parse_master(content, market)
 
 
@@ -253,7 +254,7 @@ def classify(answer):
 
 def error_message(payload, code, text):
     """Given an error answer's JSON, its code and body, return `CODE message` (msg1 stripped)."""
-    description = str(payload.get("msg1") or payload.get("error_description") or "").strip()
+    description = flatten(payload.get("msg1") or payload.get("error_description") or "")
     if not code and not description:
         return snippet(text) or "(empty body)"
-    return f"{code or 'no msg_cd'} {description}".rstrip()
+    return f"{flatten(code) or 'no msg_cd'} {description}".rstrip()

@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from wombat_collect.errors import AuthenticationError, ConfigError, ExchangeBlocked, ExchangeError
-from wombat_collect.http import Verdict, snippet
+from wombat_collect.http import Verdict, flatten, snippet
 from wombat_collect.logging_setup import register_secret
 
 TOKEN_PATH = "/oauth2/tokenP"  # noqa: S105 - a URL path, not a password
@@ -236,10 +236,10 @@ def classify_token(answer):
     if payload is None:
         verdict = Verdict.RETRY if answer.status == 200 or answer.status >= 500 else Verdict.FAIL
         return verdict, f"HTTP {answer.status}, not JSON ({answer.content_type or 'no type'}): {snippet(answer.text)}"
-    code = str(payload.get("error_code") or payload.get("msg_cd") or "")
+    code = flatten(payload.get("error_code") or payload.get("msg_cd") or "")
     if (answer.status == 200 and payload.get("access_token")) or code == THROTTLED_CODE:
         return Verdict.OK, ""
-    description = str(payload.get("error_description") or payload.get("msg1") or "").strip()
+    description = flatten(payload.get("error_description") or payload.get("msg1") or "")
     message = f"HTTP {answer.status}: {code or 'no error code'} {description}".rstrip()
     if code == RATE_CODE:
         return Verdict.THROTTLED, message

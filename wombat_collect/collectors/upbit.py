@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from wombat_collect.collectors.paging import PERIOD, check_moved_back, check_page_budget, page_budget
 from wombat_collect.errors import ExchangeError
-from wombat_collect.http import HttpClient, Verdict, snippet
+from wombat_collect.http import HttpClient, Verdict, flatten, snippet
 from wombat_collect.ratelimit import RateLimiter
 from wombat_collect.records import Candle, ExchangeInfo, RejectedCandle, SymbolRecord
 from wombat_collect.validate import EARLIEST_SANE_DATE
@@ -139,7 +139,7 @@ def parse_candle(row):
     values = {}
     for field, source in CANDLE_FIELDS.items():
         value = row.get(source)
-        if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        if isinstance(value, bool) or not isinstance(value, (int, Decimal)) or not Decimal(value).is_finite():
             return RejectedCandle(f"{timestamp:%Y-%m-%d}: {source} is not a number: {snippet(repr(value))}")
         values[field] = Decimal(value)
     return Candle(timestamp=timestamp, **values)
@@ -187,6 +187,6 @@ def classify(answer):
 def error_message(answer):
     """Given an error Answer, return Upbit's `error.message` (name may be int or str), or the body."""
     error = answer.payload.get("error") if isinstance(answer.payload, dict) else None
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
+    if isinstance(error, dict) and flatten(error.get("message") or ""):
+        return flatten(error["message"])
     return snippet(answer.text) or "(empty body)"
