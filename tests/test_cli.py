@@ -55,7 +55,7 @@ def test_symbols_stores_every_market(database, fake_upbit, three_markets):
         ("ETH/BTC", "ETH", "BTC", "BTC", "CRYPTO", True, 8, 8),
         ("XRP/USDT", "XRP", "USDT", "USDT", "CRYPTO", True, 8, 8),
     ]
-    assert "symbols upbit: 3 symbols (3 ok), 3 rows (3 new) in" in result.stdout
+    assert "symbols upbit: 1 listing (1 ok), 3 symbols listed, 3 rows (3 new) in" in result.stdout
 
 
 def test_prices_since_stores_exactly_the_servers_candles(database, fake_upbit, three_markets):
