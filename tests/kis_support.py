@@ -88,4 +88,4 @@ def kis_symbols(database):
 
 def both_env(database, upbit, kis, state_dir, **extra):
     """Given a DSN, a FakeUpbit, a FakeKis and a state directory, return the env of a `--exchange all` run."""
-    return kis_env(database, kis, state_dir, UPBIT_API_URL=upbit.url, UPBIT_RATE_LIMIT="1000", **extra)
+    return kis_env(database, kis, state_dir, **{"UPBIT_API_URL": upbit.url, "UPBIT_RATE_LIMIT": "1000", **extra})
