@@ -156,7 +156,8 @@ def test_ensure_lock_stops_the_exchange_whose_lock_another_run_took(database, fa
         thief.close()
     assert code == 1, stderr
     assert stderr.strip().splitlines()[-1].endswith(
-        "and another run holds it now")
+        "symbols kis: lost its database lock (lost the database connection (server closed the connection "
+        "unexpectedly)) and another run holds it now")
     assert "ERROR symbols kis: lost its database lock (lost the database connection" in stderr
     assert query(database, RUN_ROWS) == [("symbols", "upbit", "succeeded", None)]
     assert fake_kis.count() == 0

@@ -147,7 +147,7 @@ def collect_symbols(dsn, exchange_id, collector, client):
             records, rejected = valid_symbols(collector.fetch_symbols(client, group))
             counts, deactivated = _store_listing(dsn, exchange_id, group, records)
         except Exception as error:
-            message = failure_of(error)
+            message = failure_of(error, LISTING_STOPPERS)
             logger.error("symbols %s %s: %s", result.exchange, label, message)
             result.errors.append(f"{label}: {message}")
             result.symbols_failed += 1
@@ -346,17 +346,18 @@ class StoppedEarly(Exception):
 
 
 RUN_STOPPERS = (Interrupted, StoppedEarly, ExchangeBlocked, DatabaseUnusable)  # stop the run: never one failure
+LISTING_STOPPERS = (Interrupted, StoppedEarly)  # a listing group's block or database error fails that group only
 
 
-def failure_of(error):
+def failure_of(error, stoppers=RUN_STOPPERS):
     """Given what one symbol's (prices) or one listing group's (symbols) work raised, return its failure line.
 
     The one place where any unexpected exception (a RecursionError, a psycopg2
     ValueError, a bug) becomes that symbol's or group's failure, so the run goes
     on and nothing leaves a traceback. Raise the error again if it stops the run
-    (RUN_STOPPERS); KeyboardInterrupt and SystemExit never reach here.
+    (`stoppers`); KeyboardInterrupt and SystemExit never reach here.
     """
-    if isinstance(error, RUN_STOPPERS):
+    if isinstance(error, stoppers):
         raise error
     if isinstance(error, WombatError):
         return str(error)

@@ -197,8 +197,7 @@ def ensure_lock(lock):
         taken = locks.try_advisory_lock(connection, lock.key)
     if not taken:
         connection.close()
-        raise LockLost(f"{lock.job} {lock.exchange}: lost its database lock ({reason}) and another run "
-                       f"holds it now")
+        raise LockLost(f"lost its database lock ({reason}) and another run holds it now")
     lock.connection = connection
     logger.warning("%s %s: lost its database lock (%s); took it again", lock.job, lock.exchange, reason)
 
@@ -290,7 +289,8 @@ def conclude(context, lock, run_id, status, result, report):
     try:
         ensure_lock(lock)
     except Exception as error:
-        logger.warning("%s; recording the end of run %d all the same", describe_error(error), run_id)
+        logger.warning("%s %s: %s; recording the end of run %d all the same", result.job, result.exchange,
+                       describe_error(error), run_id)
     try:
         record_end(context, lock, run_id, status, result)
     except Exception as error:  # never hide the run's own outcome behind a bookkeeping error
