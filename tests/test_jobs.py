@@ -349,9 +349,6 @@ def test_prices_killed_at_random_points_then_resumed_equals_an_uninterrupted_run
                            " LIKE 'process gone without recording its end (killed?)%%'") == [(len(interrupted),)]
 
 
-                           " LIKE 'process gone without recording its end (killed?)%%'") == [(len(recorded),)]
-
-
 def test_collect_prices_stops_the_queued_symbols_when_its_loop_fails(database, fake_upbit):
     """Anything escaping the loop over finished symbols sets the stop event, so the queued
     symbols end at once instead of each being fetched while the executor shuts down. Every
