@@ -84,3 +84,8 @@ def kis_prices(database):
 def kis_symbols(database):
     """Given a DSN, return every stored KIS symbol as comparable tuples."""
     return query(database, SYMBOL_ROWS)
+
+
+def both_env(database, upbit, kis, state_dir, **extra):
+    """Given a DSN, a FakeUpbit, a FakeKis and a state directory, return the env of a `--exchange all` run."""
+    return kis_env(database, kis, state_dir, **{"UPBIT_API_URL": upbit.url, "UPBIT_RATE_LIMIT": "1000", **extra})

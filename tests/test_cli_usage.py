@@ -134,7 +134,7 @@ def test_prices_symbol_missing_from_the_stored_listing_exits_2_before_any_candle
     fake_upbit.clear_requests()
     result = run_cli("prices", "--symbol", "DOGE/KRW", "--symbol", "BTC/KRW", env=env)  # upbit only: no KIS key
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines()[-1].endswith("ERROR unknown symbol(s): DOGE/KRW")
+    assert result.stderr.strip().splitlines()[-1].endswith("ERROR prices upbit: unknown symbol(s): DOGE/KRW")
     assert "Traceback" not in result.output
     assert fake_upbit.count() == 0
     assert query(database, "SELECT job, exchange, status, error_summary FROM collect_run ORDER BY id")[1:] == [
@@ -199,8 +199,6 @@ ENV_CASES = [
     ("POSTGRES_PORT", "x", "POSTGRES_PORT must be a whole number, not 'x'"),
     ("POSTGRES_PORT", "0", "POSTGRES_PORT must be between 1 and 65535, not 0"),
     ("POSTGRES_PORT", "70000", "POSTGRES_PORT must be between 1 and 65535, not 70000"),
-    ("KIS_APP_KEY", "", "KIS_APP_KEY must be set to collect from KIS"),
-    ("KIS_APP_SECRET", " ", "KIS_APP_SECRET must be set to collect from KIS"),
     ("WOMBAT_LOCK_DIR", "/nonexistent/locks", "lock directory /nonexistent/locks does not exist (set WOMBAT_LOCK_DIR)"),
     ("WOMBAT_LOCK_DIR", "/etc/hostname", "lock directory /etc/hostname is not a directory (set WOMBAT_LOCK_DIR)"),
     ("WOMBAT_ENV_FILE", "/nonexistent/wombat.env", "cannot read env file /nonexistent/wombat.env: "
@@ -211,6 +209,17 @@ ENV_CASES = [
                               ("KIS_API_URL", "http://openapi.koreainvestment.com:9443"),
                               ("KIS_MASTER_URL", "http://new.real.download.dws.co.kr/common/master"))),
 ]
+
+
+@pytest.mark.parametrize(("unset", "message"), [
+    (("KIS_APP_KEY",), "KIS_APP_KEY must be set to collect prices from KIS"),
+    (("KIS_APP_SECRET",), "KIS_APP_SECRET must be set to collect prices from KIS"),
+    (("KIS_APP_KEY", "KIS_APP_SECRET"), "KIS_APP_KEY and KIS_APP_SECRET must be set to collect prices from KIS"),
+], ids=["key", "secret", "both"])
+def test_prices_kis_without_keys_exits_2_with_one_line(env, unset, message):
+    """Only KIS selected (by --exchange or by --market): a usage error, nothing written (the env fixture checks)."""
+    for arguments in (("--exchange", "kis"), ("--market", "KOSPI")):
+        assert_usage_error(run_cli("prices", *arguments, env=dict(env, **dict.fromkeys(unset, " "))), message)
 
 
 def with_variable(env, variable, value):
@@ -233,7 +242,7 @@ def test_cli_bad_env_value_exits_2_with_one_line(env, command, variable, value, 
 
 
 @pytest.mark.parametrize(("variable", "value", "message"), [
-    case for case in ENV_CASES if case[0] not in ("KIS_APP_KEY", "KIS_APP_SECRET", "WOMBAT_LOCK_DIR")
+    case for case in ENV_CASES if case[0] != "WOMBAT_LOCK_DIR"
 ], ids=lambda value: value if isinstance(value, str) and len(value) < 40 else None)
 def test_db_init_bad_env_value_exits_2_with_one_line(env, variable, value, message):
     assert_usage_error(run_cli("db", "init", env=with_variable(env, variable, value)), message)

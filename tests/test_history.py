@@ -188,9 +188,12 @@ def test_symbols_sigterm_records_interrupted(database, fake_upbit):
     assert query(database, "SELECT count(*) FROM symbol") == [(0,)]
 
 
-def test_signal_guard_renew_gives_each_exchange_a_clear_stop_event():
-    options = PriceOptions()
-    guard = SignalGuard(options)
-    options.stop_event.set()  # what collect_prices does on a 418
-    guard.renew()
-    assert not options.stop_event.is_set() and options.interrupted is None
+def test_signal_guard_attach_gives_each_exchange_its_own_stop_event():
+    upbit, kis = PriceOptions(), PriceOptions()
+    guard = SignalGuard()
+    guard.attach(upbit)
+    guard.attach(kis)
+    upbit.stop_event.set()  # what collect_prices does on a 418
+    assert not kis.stop_event.is_set() and kis.interrupted is None
+    guard.handle(signal.SIGTERM, None)
+    assert kis.stop_event.is_set() and (upbit.interrupted, kis.interrupted) == (signal.SIGTERM, signal.SIGTERM)

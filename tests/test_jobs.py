@@ -347,3 +347,39 @@ def test_prices_killed_at_random_points_then_resumed_equals_an_uninterrupted_run
                        for kill in recorded] + [succeeded], report
     assert query(database, "SELECT count(*) FROM collect_run WHERE status = 'interrupted' AND error_summary"
                            " LIKE 'process gone without recording its end (killed?)%%'") == [(len(interrupted),)]
+
+
+def test_collect_prices_stops_the_queued_symbols_when_its_loop_fails(database, fake_upbit):
+    """Anything escaping the loop over finished symbols sets the stop event, so the queued
+    symbols end at once instead of each being fetched while the executor shuts down. Every
+    candle request after the first is held until the stop event is set (5 s at most: without
+    the stop, the 38 queued symbols would be fetched, slowly, and counted)."""
+    import itertools
+    import threading
+
+    from wombat_collect import jobs
+    from wombat_collect.collectors import upbit
+    from wombat_collect.config import load_settings
+
+    for number in range(40):
+        fake_upbit.set_candles(f"KRW-Q{number:02d}", make_upbit_candles(f"KRW-Q{number:02d}", FIRST_DAY, LAST_DAY))
+    env = upbit_env(database, fake_upbit)
+    from tests.conftest import run_cli
+
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    exchange_id = query(database, "SELECT id FROM exchange WHERE code = 'upbit'")[0][0]
+    targets = jobs.select_symbols(database, exchange_id)
+    stop, release, arrivals = threading.Event(), threading.Event(), itertools.count()
+    fake_upbit.gate(lambda request: request.path == CANDLES_PATH and next(arrivals) > 0, release, 5)
+    threading.Thread(target=lambda: release.set() if stop.wait(30) else None, daemon=True).start()
+    fake_upbit.clear_requests()
+
+    def broken_progress(count):
+        raise RuntimeError("a bug in the loop")
+
+    options = jobs.PriceOptions(workers=2, stop_event=stop, progress=broken_progress)
+    client = upbit.open_client(load_settings({"UPBIT_API_URL": fake_upbit.url, "UPBIT_RATE_LIMIT": "1000"}))
+    with pytest.raises(RuntimeError, match="a bug in the loop"):
+        jobs.collect_prices(database, exchange_id, upbit, client, targets,
+                            {item.id: LAST_DAY - timedelta(days=3) for item in targets}, options)
+    assert fake_upbit.count(path=CANDLES_PATH) <= 1 + options.workers

@@ -164,7 +164,7 @@ def test_symbols_stores_every_security_of_the_three_files(database, fake, tmp_pa
     result = run_cli("symbols", "--exchange", "kis", env=kis_env(database, fake, tmp_path))
     assert result.exit_code == 0, result.output
     assert kis_symbols(database) == EXPECTED_SYMBOLS
-    assert "symbols kis: 9 symbols (9 ok), 9 rows (9 new) in" in result.stdout
+    assert "symbols kis: 3 markets (3 ok), 9 symbols listed, 9 rows (9 new) in" in result.stdout
     assert fake.count("/oauth2/tokenP") == 0
 
 

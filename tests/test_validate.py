@@ -301,3 +301,27 @@ def test_prices_upbit_rounding_edges_are_judged_as_stored(database, fake_upbit):
     tiny_row = next(row for row in stored if row[1].strftime("%Y-%m-%dT%H:%M:%S") == tiny["candle_date_time_utc"]
                     and row[0] == "EDGE/BTC")
     assert tiny_row[2:6] == (Decimal("0.00000001"),) * 4
+
+
+@pytest.mark.parametrize(("code", "problem"), [
+    ("BTC/KRW", None),
+    ("005930", None),
+    ("B\x00TC/KRW", "control character in symbol code 'B\\x00TC/KRW'"),
+    ("0059\n30", "control character in symbol code '0059\\n30'"),
+    ("0059\x7f30", "control character in symbol code '0059\\x7f30'"),
+    ("0059\x8530", "control character in symbol code '0059\\x8530'"),
+    (" ", "empty symbol code: ' '"),
+])
+def test_symbol_problem_refuses_control_characters_in_codes(code, problem):
+    from wombat_collect.records import SymbolRecord
+    from wombat_collect.validate import symbol_problem
+
+    assert symbol_problem(SymbolRecord(code, "name", "KRW", "KOSPI", "STOCK", 0, 0)) == problem
+
+
+def test_clean_symbol_strips_control_characters_from_names():
+    from wombat_collect.records import SymbolRecord
+    from wombat_collect.validate import clean_symbol
+
+    record = SymbolRecord("005930", "삼성\x00전자\r\n", "KR\x1bW", "KOSPI", "ST\x07OCK", 0, 0)
+    assert clean_symbol(record) == SymbolRecord("005930", "삼성전자", "KRW", "KOSPI", "STOCK", 0, 0)

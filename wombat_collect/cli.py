@@ -12,7 +12,7 @@ from datetime import date, datetime, timezone
 import click
 
 from wombat_collect import __version__
-from wombat_collect.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, ConfigError, WombatError
+from wombat_collect.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, ConfigError, WombatError, describe_unexpected
 
 EXIT_CRITICAL = 2  # `status`: monitoring-plugin CRITICAL
 
@@ -61,7 +61,10 @@ class FiniteFloatRange(click.FloatRange):
 
 
 class WombatGroup(click.Group):
-    """A click group that turns WombatError into one log line and its exit code, and a usage error into one line."""
+    """A click group that turns WombatError into one log line and its exit code, and a usage error into one line.
+
+    Anything else left over (a bug) becomes one redacted line and exit 1.
+    """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Run the command; in standalone mode show a usage error as one stderr line (exit 2), not click's four."""
@@ -93,6 +96,11 @@ class WombatGroup(click.Group):
         except KeyboardInterrupt:
             logger.error("interrupted")
             ctx.exit(EXIT_SIGINT)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:  # the last guard: one redacted line, never a traceback
+            logger.error("%s", describe_unexpected(error))
+            ctx.exit(EXIT_FAILED)
 
 
 @click.group(cls=WombatGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -164,21 +172,42 @@ def prices(ctx, exchange, markets, symbol_names, days_back, since, full, include
     window = parse_window(days_back, since.date() if since else None, full)
     collectors = select_collectors(load_collectors(exchange), markets, symbol_names)
     settings = app.settings()
+    missing = credential_problems(collectors, settings)
     clients = {collector.EXCHANGE.code: (collector, collector.open_client(settings)) for collector in collectors}
-    options = jobs.PriceOptions(include_open=include_open, dry_run=dry_run, workers=settings.workers)
+    options = {code: jobs.PriceOptions(include_open=include_open, dry_run=dry_run, workers=settings.workers)
+               for code in clients}
     request = JobRequest("prices", tuple(clients), dict(ctx.params), wait, window.describe(), dry_run)
 
     def work(code, dsn, exchange_id):
         collector, client = clients[code]
+        if code in missing:
+            return jobs.JobResult("prices", code, fatal=missing[code])
         own_markets = [market for market in markets if market in collector.MARKETS]
         own_symbols = own_symbol_names(collector, symbol_names)
-        return run_prices(app, dsn, exchange_id, collector, client, own_markets, own_symbols, window, options)
+        return run_prices(app, dsn, exchange_id, collector, client, own_markets, own_symbols, window,
+                          options[code], show_progress=len(clients) == 1)
 
     finish(run_job(settings, request, lambda: open_database(app, collectors), work, options))
 
 
-def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, window, options):
-    """Given one exchange's collector, collect its listing if none is stored, then its prices."""
+def credential_problems(collectors, settings):
+    """Given the selected collectors, return {exchange code: what to set} for those lacking credentials.
+
+    Raise ConfigError (nothing written) when every selected exchange lacks them.
+    """
+    problems = {collector.EXCHANGE.code: collector.credentials_problem(settings) for collector in collectors}
+    problems = {code: problem for code, problem in problems.items() if problem}
+    if problems and len(problems) == len(collectors):
+        raise ConfigError("; ".join(problems.values()))
+    return problems
+
+
+def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, window, options,
+               show_progress=True):
+    """Given one exchange's collector, collect its listing if none is stored, then its prices.
+
+    A terminal progress bar is shown when show_progress (one exchange at a time).
+    """
     from wombat_collect import jobs
 
     listing = jobs.collect_listing_if_empty(dsn, exchange_id, collector, client)
@@ -188,7 +217,7 @@ def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, 
     logger.info("prices %s: %d symbols, %s, %s", collector.EXCHANGE.code, len(targets), window.describe(),
                 "dry run" if options.dry_run else "writing")
     starts = jobs.plan_starts(dsn, targets, window, app.settings().backfill_days, options.now.date())
-    with progress_bar(len(targets), f"prices {collector.EXCHANGE.code}") as advance:
+    with progress_bar(len(targets) if show_progress else 0, f"prices {collector.EXCHANGE.code}") as advance:
         options.progress = advance
         result = jobs.collect_prices(dsn, exchange_id, collector, client, targets, starts, options)
     if listing is not None:
@@ -323,11 +352,16 @@ def open_database(app, collectors):
     return dsn, prepare_database(dsn, collectors)
 
 
-def finish(results):
-    """Given JobResults, log their summaries and exit 0 if all succeeded, else 1."""
-    for result in results:
-        (logger.info if result.status == "succeeded" else logger.warning)("%s", result.summary())
-    sys.exit(EXIT_OK if all(result.status == "succeeded" for result in results) else EXIT_FAILED)
+def finish(outcomes):
+    """Given the exchanges' runner Outcomes, log one line each and exit with the worst exit code.
+
+    A summary line for a finished run (INFO if it succeeded, else WARNING); an
+    ERROR line naming the exchange for a run an error ended.
+    """
+    for outcome in outcomes:
+        level = logging.INFO if outcome.exit_code == EXIT_OK else logging.WARNING
+        logger.log(logging.ERROR if outcome.error is not None else level, "%s", outcome.message())
+    sys.exit(max(outcome.exit_code for outcome in outcomes))
 
 
 @contextlib.contextmanager

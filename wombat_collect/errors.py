@@ -71,3 +71,12 @@ class Interrupted(WombatError):
         self.signal_number = signal_number
         self.exit_code = EXIT_SIGINT if signal_number == signal.SIGINT else EXIT_SIGTERM
         super().__init__(f"interrupted by {signal.Signals(signal_number).name}")
+
+
+def describe_unexpected(error):
+    """Given an exception nobody expected, return one redacted line naming its type (never a traceback)."""
+    from wombat_collect.logging_setup import redact
+
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted by SIGINT"
+    return " ".join(redact(f"unexpected {type(error).__name__}: {error}").split())

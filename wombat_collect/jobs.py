@@ -26,12 +26,13 @@ from wombat_collect.errors import (
     ConfigError,
     DatabaseError,
     ExchangeBlocked,
-    ExchangeError,
     Interrupted,
     SymbolNotFound,
+    WombatError,
+    describe_unexpected,
 )
 from wombat_collect.records import Candle, UpsertCounts
-from wombat_collect.validate import candle_problem
+from wombat_collect.validate import candle_problem, clean_symbol, symbol_problem
 
 RECONNECT_DELAYS = (0.5, 2.0)  # seconds before each new connection a symbol's write tries after losing one
 TIMEOUT_STREAK = 3  # symbols in a row whose write timed out (a table-wide lock?) before the run stops
@@ -68,6 +69,8 @@ class JobResult:
     fatal: str | None = None
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
+    groups_ok: int = 0  # symbols: listing groups stored (symbols_failed counts the failed ones)
+    group_noun: str = "listing"  # symbols: what a listing group is ("market" when one per market)
 
     @property
     def status(self):
@@ -77,18 +80,31 @@ class JobResult:
 
     def summary(self):
         """Return the one-line INFO summary of this job."""
+        line = self._listing_summary() if self.job == "symbols" else self._prices_summary()
+        return f"{line}; FAILED: {self.fatal}" if self.fatal else line
+
+    def _rows_summary(self):
+        rows = [f"{self.rows.inserted:,} new"]
+        rows += [f"{count:,} {label}" for count, label in
+                 ((self.rows.updated, "updated"), (self.rows.unchanged, "unchanged"),
+                  (self.rejected, "rejected")) if count]
+        return f"{self.rows.total:,} rows ({', '.join(rows)}) in {self.duration:.1f}s"
+
+    def _listing_summary(self):
+        """Return `symbols kis: 3 markets (2 ok, 1 failed), 4,365 symbols listed, ...`."""
+        groups = self.groups_ok + self.symbols_failed
+        parts = [f"{self.groups_ok:,} ok"] + ([f"{self.symbols_failed:,} failed"] if self.symbols_failed else [])
+        deactivated = f", {self.symbols_skipped:,} deactivated" if self.symbols_skipped else ""
+        return (f"{self.job} {self.exchange}: {groups:,} {self.group_noun}{'' if groups == 1 else 's'} "
+                f"({', '.join(parts)}), {self.symbols_ok:,} symbols listed{deactivated}, {self._rows_summary()}")
+
+    def _prices_summary(self):
         total = self.symbols_ok + self.symbols_failed + self.symbols_skipped + self.symbols_not_attempted
         parts = [f"{self.symbols_ok:,} ok"]
         parts += [f"{count:,} {label}" for count, label in
                   ((self.symbols_failed, "failed"), (self.symbols_skipped, "skipped"),
                    (self.symbols_not_attempted, "not attempted")) if count]
-        rows = [f"{self.rows.inserted:,} new"]
-        rows += [f"{count:,} {label}" for count, label in
-                 ((self.rows.updated, "updated"), (self.rows.unchanged, "unchanged"),
-                  (self.rejected, "rejected")) if count]
-        line = (f"{self.job} {self.exchange}: {total:,} symbols ({', '.join(parts)}), "
-                f"{self.rows.total:,} rows ({', '.join(rows)}) in {self.duration:.1f}s")
-        return f"{line}; FAILED: {self.fatal}" if self.fatal else line
+        return f"{self.job} {self.exchange}: {total:,} symbols ({', '.join(parts)}), {self._rows_summary()}"
 
 
 @dataclass
@@ -122,29 +138,55 @@ def collect_symbols(dsn, exchange_id, collector, client):
 
     Each listing group (Upbit: all markets; KIS: one master file each) is fetched
     and written on its own: a failed group changes nothing. A listing that would
-    deactivate more than half of the group's active symbols is refused.
+    deactivate more than half of the group's active symbols is refused. A listed
+    row that fails validation is rejected and counted; the group's others are stored.
     Return a JobResult.
     """
     result = JobResult("symbols", collector.EXCHANGE.code)
+    result.group_noun = "market" if all(collector.LISTING_GROUPS) else "listing"
     for group in collector.LISTING_GROUPS:
         label = group or "all markets"
         try:
-            records = list(collector.fetch_symbols(client, group))
+            records, rejected = valid_symbols(collector.fetch_symbols(client, group))
             counts, deactivated = _store_listing(dsn, exchange_id, group, records)
-        except (ExchangeError, DatabaseError, ListingRefused) as error:
-            logger.error("symbols %s %s: %s", result.exchange, label, error)
-            result.errors.append(f"{label}: {error}")
+        except Exception as error:
+            message = failure_of(error, LISTING_STOPPERS)
+            logger.error("symbols %s %s: %s", result.exchange, label, message)
+            result.errors.append(f"{label}: {message}")
             result.symbols_failed += 1
             continue
-        result.rows += counts
-        result.symbols_ok += len(records)
-        result.symbols_skipped += deactivated
-        logger.info("symbols %s %s: %d listed, %d new, %d changed, %d deactivated",
-                    result.exchange, label, len(records), counts.inserted, counts.updated, deactivated)
-    if result.errors and not result.symbols_ok:
+        _count_listing(result, label, records, rejected, counts, deactivated)
+    if result.errors and not result.groups_ok:
         result.fatal = "; ".join(result.errors)
     result.duration = time.monotonic() - result.started
     return result
+
+
+def valid_symbols(records):
+    """Given listed SymbolRecords, return (the valid ones, names cleaned; reasons of the rejected ones)."""
+    valid, rejected = [], []
+    for record in records:
+        problem = symbol_problem(record)
+        if problem:
+            rejected.append(problem)
+        else:
+            valid.append(clean_symbol(record))
+    return valid, rejected
+
+
+def _count_listing(result, label, records, rejected, counts, deactivated):
+    """Given one stored listing group, add it to the JobResult and log its line."""
+    result.groups_ok += 1
+    result.rows += counts
+    result.symbols_ok += len(records)
+    result.symbols_skipped += deactivated
+    result.rejected += len(rejected)
+    logger.info("symbols %s %s: %d listed, %d new, %d changed, %d deactivated",
+                result.exchange, label, len(records), counts.inserted, counts.updated, deactivated)
+    if rejected:
+        message = f"{len(rejected)} listed row(s) rejected, first: {rejected[0]}"
+        logger.warning("symbols %s %s: %s", result.exchange, label, message)
+        result.errors.append(f"{label}: {message}")
 
 
 def collect_listing_if_empty(dsn, exchange_id, collector, client):
@@ -165,7 +207,7 @@ def collect_listing_if_empty(dsn, exchange_id, collector, client):
     return listing
 
 
-class ListingRefused(Exception):
+class ListingRefused(WombatError):
     """A listing would deactivate too much of what is stored: likely truncated."""
 
 
@@ -250,8 +292,12 @@ def collect_prices(dsn, exchange_id, collector, client, targets, starts, options
                                 starts[item.id], options, stop, streak): item
                 for item in targets
             }
-            for future in as_completed(futures):
-                _record_outcome(result, future, futures[future], stop, options.progress)
+            try:
+                for future in as_completed(futures):
+                    _record_outcome(result, future, futures[future], stop, options.progress)
+            except BaseException:
+                stop.set()  # the queued symbols then end at once instead of being fetched
+                raise
     finally:
         if pool is not None:
             pool.closeall()
@@ -333,6 +379,25 @@ class TimeoutStreak:
             return self.count == self.limit
 
 
+RUN_STOPPERS = (Interrupted, StoppedEarly, ExchangeBlocked, DatabaseUnusable)  # stop the run: never one failure
+LISTING_STOPPERS = (Interrupted, StoppedEarly)  # a listing group's block or database error fails that group only
+
+
+def failure_of(error, stoppers=RUN_STOPPERS):
+    """Given what one symbol's (prices) or one listing group's (symbols) work raised, return its failure line.
+
+    The one place where any unexpected exception (a RecursionError, a psycopg2
+    ValueError, a bug) becomes that symbol's or group's failure, so the run goes
+    on and nothing leaves a traceback. Raise the error again if it stops the run
+    (`stoppers`); KeyboardInterrupt and SystemExit never reach here.
+    """
+    if isinstance(error, stoppers):
+        raise error
+    if isinstance(error, WombatError):
+        return str(error)
+    return describe_unexpected(error)
+
+
 def collect_symbol_prices(pool, collector, client, symbol, start, options, stop, streak=None):
     """Given one StoredSymbol, fetch its candles from `start` and write them in one transaction.
 
@@ -351,15 +416,13 @@ def collect_symbol_prices(pool, collector, client, symbol, start, options, stop,
         streak.add(timed_out=False)
     except SymbolNotFound as error:
         return _skip_unknown(pool, symbol, error)
-    except (ExchangeBlocked, DatabaseUnusable):
-        raise
     except DatabaseTimeout as error:
         if streak.add(timed_out=True):
             stop.set()  # before this worker takes its next symbol
             raise TimeoutStreakReached(f"stopped after {streak.limit} symbols in a row timed out: {error}") from None
         return SymbolOutcome(symbol.symbol, error=str(error))
-    except (ExchangeError, DatabaseError) as error:
-        return SymbolOutcome(symbol.symbol, error=str(error))
+    except Exception as error:
+        return SymbolOutcome(symbol.symbol, error=failure_of(error))
     error = f"{len(rejected)} invalid candle(s) rejected, first: {rejected[0]}" if rejected else None
     return SymbolOutcome(symbol.symbol, rows, len(rejected), error=error)
 
@@ -450,10 +513,8 @@ def _skip_unknown(pool, symbol, error):
     """Given a symbol the exchange no longer knows, deactivate it; return its SymbolOutcome (skipped)."""
     try:
         _deactivate_unknown(pool, symbol, error)
-    except DatabaseUnusable:
-        raise
-    except DatabaseError as failure:
-        return SymbolOutcome(symbol.symbol, error=str(failure))
+    except Exception as failure:
+        return SymbolOutcome(symbol.symbol, error=failure_of(failure))
     return SymbolOutcome(symbol.symbol, skipped=True)
 
 

@@ -532,6 +532,7 @@ class FakeService:
         self._thread: threading.Thread | None = None
         self._held: Callable[[Request], bool] | None = None
         self._released = threading.Event()
+        self._gates: list[tuple[Callable[[Request], bool], threading.Event, float]] = []
 
     # ---- lifecycle
 
@@ -622,6 +623,15 @@ class FakeService:
         """Answer the held requests now, and hold no new ones."""
         self._held = None
         self._released.set()
+    def gate(self, match: Callable[[Request], bool], until: threading.Event, timeout: float = 10.0) -> None:
+        """Given a predicate on Request and an Event, make matching requests wait (logged, not yet
+        answered) until the event is set, or ``timeout`` seconds at most; then answer normally."""
+        self._gates.append((match, until, timeout))
+
+    def held(self, match: Callable[[Request], bool]) -> int:
+        """Given a predicate on Request, return how many logged matching requests are still unanswered."""
+        return sum(1 for record in self.requests if record.status is None and match(
+            Request(record.method, record.path, record.query, record.headers)))
 
     def pending_faults(self) -> int:
         """Return how many injected fault answers have not been used yet."""
@@ -639,6 +649,9 @@ class FakeService:
         held = self._held
         if held is not None and held(request):
             self._released.wait(HOLD_LIMIT_SECONDS)
+        for match, until, timeout in list(self._gates):
+            if match(request):
+                until.wait(timeout)
         admission = self._admit(request)
         fault = None
         if admission.reject is not None:

@@ -7,7 +7,8 @@ branch on the exchange:
     SYMBOL_EXAMPLE      a symbol shown in the error when none matches
     LISTING_GROUPS      the markets each listing download covers (None: all at once)
     REBASE_ON_CHANGE    whether changed history means a new adjustment basis
-    open_client(settings)                        -> HttpClient (raise ConfigError early)
+    credentials_problem(settings)                -> None, or the line naming missing credentials prices need
+    open_client(settings)                        -> HttpClient (raise ConfigError early; listing needs no keys)
     fetch_symbols(client, group)                 -> iterator of SymbolRecord
     fetch_daily_candles(client, symbol, start)   -> iterator of Candle | RejectedCandle, newest first
     candle_closes_at(timestamp)                  -> when that daily candle is final

@@ -27,7 +27,7 @@ from wombat_collect.collectors.kis_token import (
     classify_token,
 )
 from wombat_collect.collectors.paging import check_page_budget, page_budget
-from wombat_collect.errors import ConfigError, ExchangeError
+from wombat_collect.errors import ExchangeError
 from wombat_collect.http import HttpClient, Verdict, flatten, snippet
 from wombat_collect.ratelimit import RateLimiter
 from wombat_collect.records import Candle, ExchangeInfo, RejectedCandle
@@ -75,19 +75,33 @@ class KisClient(HttpClient):
         self.adjusted = adjusted
 
 
-def open_client(settings):
-    """Given Settings, return a KisClient with its token cache and pacers.
+def credentials_problem(settings):
+    """Given Settings, return the line naming the credentials prices need that are missing, or None.
 
-    Raise ConfigError if KIS_APP_KEY or KIS_APP_SECRET is missing (before any network call).
+    The master files (the listing) are public: only prices need KIS_APP_KEY and KIS_APP_SECRET.
     """
     missing = [name for name, value in (("KIS_APP_KEY", settings.kis_app_key),
                                         ("KIS_APP_SECRET", settings.kis_app_secret)) if not value]
-    if missing:
-        raise ConfigError(f"{' and '.join(missing)} must be set to collect from KIS")
+    return f"{' and '.join(missing)} must be set to collect prices from KIS" if missing else None
+
+
+def open_client(settings):
+    """Given Settings, return a KisClient with its pacers, and its token cache when the credentials are set.
+
+    Without credentials the client can download the public master files only
+    (credentials_problem says so before any price request).
+    """
+    if credentials_problem(settings):
+        return new_client(settings, None)
     token_client = HttpClient("kis token", settings.kis_api_url, {TOKEN_GROUP: RateLimiter(ISSUE_RATE)},
                               classify_token, settings.http_timeout)
     authenticator = TokenCache(token_client, settings.kis_app_key, settings.kis_app_secret,
                                settings.state_dir, settings.kis_token_retry_wait)
+    return new_client(settings, authenticator)
+
+
+def new_client(settings, authenticator):
+    """Given Settings and a TokenCache (or None), return the KisClient with its pacers."""
     limiters = {PRICES_GROUP: RateLimiter(settings.kis_rate_limit), MASTER_GROUP: RateLimiter(MASTER_DOWNLOAD_RATE)}
     return KisClient("kis", settings.kis_api_url, limiters, classify, settings.http_timeout,
                      authenticator=authenticator, links={"master": settings.kis_master_url},

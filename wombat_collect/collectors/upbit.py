@@ -40,6 +40,11 @@ CANDLE_FIELDS = {
 }
 
 
+def credentials_problem(settings):
+    """Given Settings, return None: Upbit's public API needs no credentials."""
+    return None
+
+
 def open_client(settings):
     """Given Settings, return an HttpClient for Upbit with one pacer per request group."""
     limiters = {group: RateLimiter(settings.upbit_rate_limit) for group in GROUPS}

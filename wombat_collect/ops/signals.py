@@ -20,30 +20,45 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class SignalGuard:
-    """The signal state of one invocation: which signal arrived and who must be told."""
+    """The signal state of one invocation: which signal arrived and who must be told.
 
-    def __init__(self, options=None):
+    Several exchanges' runs may be attached at once (`--exchange all` runs them
+    concurrently): a signal stops every one of them.
+    """
+
+    def __init__(self):
         self.received = None
-        self.options = options
         self.raising = False
-        self.renew()
+        self._lock = threading.RLock()  # re-entrant: the handler may run while the main thread attaches
+        self._attached = []  # (stop event, PriceOptions or None) of the runs under way
 
-    def renew(self):
-        """Give the next run a stop event of its own (a block (418) of one exchange sets it too)."""
-        self.event = threading.Event()
-        if self.received is not None:
-            self.event.set()
-        if self.options is not None:
-            self.options.stop_event = self.event
+    def attach(self, options=None):
+        """Given one run's PriceOptions (or None), give it a stop event of its own; return the event.
+
+        A block (418) of one exchange sets that event only; a signal sets every one.
+        """
+        event = threading.Event()
+        with self._lock:
+            self._attached.append((event, options))
+            if self.received is not None:
+                self._tell(event, options)
+        if options is not None:
+            options.stop_event = event
+        return event
 
     def handle(self, signal_number, frame):
         """Record the signal, stop cooperative work; raise Interrupted when in raising mode."""
         self.received = signal_number
-        self.event.set()
-        if self.options is not None:
-            self.options.interrupted = signal_number
+        with self._lock:
+            for event, options in self._attached:
+                self._tell(event, options)
         if self.raising:
             raise Interrupted(signal_number)
+
+    def _tell(self, event, options):
+        event.set()
+        if options is not None:
+            options.interrupted = self.received
 
     def check(self):
         """Raise Interrupted if a signal has arrived."""
@@ -62,13 +77,13 @@ class SignalGuard:
 
 
 @contextlib.contextmanager
-def trapped(options=None):
-    """Given PriceOptions (or None), yield a SignalGuard handling SIGINT and SIGTERM.
+def trapped():
+    """Yield a SignalGuard handling SIGINT and SIGTERM.
 
     The previous handlers come back afterwards. Off the main thread (where
     Python cannot install handlers) the guard is yielded without handlers.
     """
-    guard = SignalGuard(options)
+    guard = SignalGuard()
     if threading.current_thread() is not threading.main_thread():
         yield guard
         return

@@ -5,6 +5,23 @@
 -- Session level: held until unlocked or until the connection ends (also when the process dies).
 SELECT pg_try_advisory_lock(%(key)s);
 
+-- name: holds_advisory_lock
+-- Whether THIS session holds the bigint advisory key (pg_locks, so the check never stacks the lock).
+SELECT EXISTS (
+       SELECT 1
+         FROM pg_locks l
+        WHERE l.locktype = 'advisory'
+          AND l.granted
+          AND l.pid = pg_backend_pid()
+          AND l.objsubid = 1
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid::bigint = (%(key)s::bigint >> 32) & 4294967295
+          AND l.objid::bigint = %(key)s::bigint & 4294967295);
+
+-- name: set_application_name
+-- Names a lock connection in pg_stat_activity (`wombat-collect lock prices kis`).
+SELECT set_config('application_name', %(name)s, false);
+
 -- name: advisory_unlock
 SELECT pg_advisory_unlock(%(key)s);
 
