@@ -50,8 +50,8 @@ from wombat_collect.errors import ExchangeError
 from wombat_collect.http import MAX_JSON_BYTES, ExchangeUnreachable, HttpClient, display_url, flatten, parse_json
 from wombat_collect.ratelimit import RateLimiter
 
-TIMEOUT = "1"  # WOMBAT_HTTP_TIMEOUT of the matrix runs
-STALL_SECONDS = 2.0  # how long a "timeout" fault keeps the answer back
+TIMEOUT = "4"  # WOMBAT_HTTP_TIMEOUT of the matrix runs: ample for an answer on a busy machine
+STALL_SECONDS = 10.0  # how long a "timeout" fault keeps the answer back: well past TIMEOUT
 WORKERS = "16"  # every symbol of a run in flight at once
 UPBIT_CLEAN = ("KRW-BTC", "BTC-ETH", "USDT-XRP")
 KIS_CLEAN = ("005930", "069500", "035720")
@@ -511,8 +511,9 @@ def matrix(server_dsn, tmp_path_factory):
                                      markets=UPBIT_CLEAN + tuple(UPBIT_FAILING)))
         inject_all(failing.fake, {symbol: (kind, 1000, False) for symbol, kind in UPBIT_FAILING.items()},
                    for_market, for_market_page_2)
+        # a limit of 2/s: the three markets' first pages start together, so one is refused however slow the machine
         add(upbit_scenario(stack, server_dsn, lock_root, "upbit 429 storm",
-                           fake=stack.enter_context(FakeUpbit(rate_limit=3))))
+                           fake=stack.enter_context(FakeUpbit(rate_limit=2))))
         blocked = add(upbit_scenario(stack, server_dsn, lock_root, "upbit 418"))
         store_listing(blocked, "upbit")
         blocked.fake.set_blocked(True)
@@ -529,8 +530,9 @@ def matrix(server_dsn, tmp_path_factory):
         failing = add(kis_scenario(stack, server_dsn, lock_root, "kis failing", codes=KIS_CLEAN + tuple(KIS_FAILING)))
         inject_all(failing.fake, {code: (kind, 1000, False) for code, kind in KIS_FAILING.items()},
                    for_code, for_code_page_2)
+        # likewise: the three codes' first pages start together once the token is issued
         add(kis_scenario(stack, server_dsn, lock_root, "kis EGW00201 storm",
-                         fake=stack.enter_context(FakeKis(rate_limit=4))))
+                         fake=stack.enter_context(FakeKis(rate_limit=2))))
         refused = add(kis_scenario(stack, server_dsn, lock_root, "kis refused"))
         store_listing(refused, "kis")
         refused.env["KIS_API_URL"] = closed_port_url().split("/ping")[0]
