@@ -333,12 +333,17 @@ def exchange_environment(fake_upbit, fake_kis):
             "KIS_MASTER_URL": fake_kis.master_url, "KIS_RATE_LIMIT": "1000", "WOMBAT_HTTP_TIMEOUT": "5"}
 
 
-def base_environment(tmp_path):
-    """A minimal environment: the venv's bin on PATH (where `wombat-collect` is), no env file."""
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    return {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
-            "WOMBAT_ENV_FILE": "/dev/null", "JOURNAL_STREAM": ""}
+def base_environment():
+    """A minimal environment like the image's: the venv's bin on PATH (where `wombat-collect` is),
+    the image user's home, which does not exist (nothing may be written there)."""
+    return {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"}
+
+
+def run_in_workdir(arguments, env, tmp_path):
+    """Run argv in an empty working directory (the image's has no .env); return the CompletedProcess."""
+    workdir = tmp_path / "workdir"
+    workdir.mkdir(exist_ok=True)
+    return subprocess.run(arguments, env=env, cwd=workdir, capture_output=True, text=True, timeout=300)
 
 
 def compose_environment(database, fake_kis):
@@ -362,9 +367,9 @@ def image_runtime_environment(tmp_path):
     return environment
 
 
-def run_shell(command, env):
-    """Run a command line with /bin/sh -c, as supercronic and Docker's HEALTHCHECK do."""
-    return subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, text=True, timeout=300)
+def run_shell(command, env, tmp_path):
+    """Run a command line with /bin/sh -c, as supercronic does, in the image's working directory."""
+    return run_in_workdir(["/bin/sh", "-c", command], env, tmp_path)
 
 
 def assert_everything_collected(database, fake_kis, upbit_candles):
@@ -380,12 +385,12 @@ def assert_everything_collected(database, fake_kis, upbit_candles):
 def run_supercronic_jobs(database, fake_upbit, fake_kis, tmp_path):
     """Run crontab/supercronic's commands in schedule order, in the image's environment, as supercronic does."""
     crontab_environment, jobs = parse_supercronic()
-    env = {**base_environment(tmp_path), **image_runtime_environment(tmp_path),
+    env = {**base_environment(), **image_runtime_environment(tmp_path),
            **compose_environment(database, fake_kis), **exchange_environment(fake_upbit, fake_kis),
            **crontab_environment}
     results = []
     for _, command in sorted(jobs):  # "0 0", "2 0", "5 9": schedule order
-        results.append((command, run_shell(command, env)))
+        results.append((command, run_shell(command, env, tmp_path)))
     return env, results
 
 
@@ -541,19 +546,19 @@ def test_healthcheck_command_is_healthy_when_fresh_and_unhealthy_when_stale(
     assert command[:2] == ["/bin/sh", "-c"]
     env, results = run_supercronic_jobs(database, fake_upbit, fake_kis, tmp_path)
     assert [result.returncode for _, result in results] == [0, 0, 0]
-    fresh = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    fresh = run_in_workdir(command, env, tmp_path)
     assert (fresh.returncode, fresh.stdout.splitlines()[0]) == (0, "WOMBAT-COLLECT OK"), fresh.stderr
     query(database, "UPDATE collect_run SET started_at = started_at - interval '30 hours',"
                     " finished_at = finished_at - interval '30 hours' RETURNING id")
-    stale = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    stale = run_in_workdir(command, env, tmp_path)
     assert stale.returncode == 1, stale.stdout + stale.stderr
     assert stale.stdout.startswith("WOMBAT-COLLECT CRITICAL")
 
 
 def test_healthcheck_command_is_unhealthy_without_a_database(tmp_path):
-    env = {**base_environment(tmp_path), **image_runtime_environment(tmp_path),
+    env = {**base_environment(), **image_runtime_environment(tmp_path),
            "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"}
-    result = subprocess.run(healthcheck_command(), env=env, capture_output=True, text=True, timeout=120)
+    result = run_in_workdir(healthcheck_command(), env, tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
 
@@ -755,9 +760,9 @@ def run_cronjob(cronjob, database, fake_upbit, fake_kis, tmp_path, claim):
     state = pod_spec(cronjob)["volumes"]
     if "persistentVolumeClaim" not in {volume["name"]: volume for volume in state}["state"]:
         volumes["state"] = str(pod / "empty-state")
-    env = {**base_environment(tmp_path), "TZ": "Asia/Seoul",
+    env = {**base_environment(), "TZ": "Asia/Seoul",
            **cronjob_environment(cronjob, database, fake_kis, volumes), **exchange_environment(fake_upbit, fake_kis)}
-    return subprocess.run(container(cronjob)["command"], env=env, capture_output=True, text=True, timeout=300)
+    return run_in_workdir(container(cronjob)["command"], env, tmp_path)
 
 
 def test_cronjob_commands_collect_everything(database, fake_upbit, upbit_candles, fake_kis, tmp_path):
