@@ -234,7 +234,7 @@ def supercronic_firings(host_zone, crontab=SUPERCRONIC_CRONTAB, image_zone=None)
 def systemd_firings(host_zone):
     """Each timer's OnCalendar (only `*-*-* HH:MM:SS [zone]` is used), read in its zone or the host's."""
     firings = set()
-    for timer in sorted(UNIT_DIRECTORY.glob("*.timer")):
+    for timer in (UNIT_DIRECTORY / f"{stem}.timer" for stem in JOBS_BY_STEM):
         [calendar] = values(timer, "Timer", "OnCalendar")
         match = re.fullmatch(r"\*-\*-\* (\d\d):(\d\d):00(?: (\S+))?", calendar)
         assert match, f"{timer.name}: unexpected OnCalendar={calendar}"
@@ -682,18 +682,24 @@ def test_cronjob_pod_is_locked_down(path):
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] >= 1000
     assert pod["automountServiceAccountToken"] is False
-    context = container(cronjob)["securityContext"]
-    assert context["allowPrivilegeEscalation"] is False
-    assert context["readOnlyRootFilesystem"] is True
-    assert context["capabilities"] == {"drop": ["ALL"]}
+    for each in [container(cronjob), *pod["initContainers"]]:
+        context = each["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"] == {"drop": ["ALL"]}
 
 
 @pytest.mark.parametrize("path", CRONJOBS, ids=lambda path: path.stem)
 def test_cronjob_writes_only_to_mounted_volumes(path):
     cronjob = load_yaml(path)
     env = {variable["name"]: variable.get("value") for variable in container(cronjob)["env"]}
-    mounts = {mount["mountPath"] for mount in container(cronjob)["volumeMounts"]}
-    assert {env["WOMBAT_STATE_DIR"], env["WOMBAT_LOCK_DIR"], "/tmp"} <= mounts  # noqa: S108 - a mount path
+    mounts = {mount["mountPath"]: mount["name"] for mount in container(cronjob)["volumeMounts"]}
+    for path in (env["WOMBAT_STATE_DIR"], env["WOMBAT_LOCK_DIR"], "/tmp"):  # noqa: S108 - a mount path
+        assert moved(path, {mount: "volume" for mount in mounts}).startswith("volume"), path
+    # The lock directory is made 0700 by an init container on the same volume.
+    [init] = pod_spec(cronjob)["initContainers"]
+    assert init["command"] == ["mkdir", "-m", "0700", env["WOMBAT_LOCK_DIR"]]
+    assert {mount["name"] for mount in init["volumeMounts"]} <= set(mounts.values())
     volumes = {volume["name"] for volume in pod_spec(cronjob)["volumes"]}
     assert {mount["name"] for mount in container(cronjob)["volumeMounts"]} == volumes
 
@@ -730,10 +736,17 @@ def test_cronjob_for_kis_prices_keeps_its_state_on_the_claim():
     assert load_yaml(K8S / "pvc-state.yaml")["metadata"]["name"] == "wombat-collect-state"
 
 
-def cronjob_environment(cronjob, database, fake_kis, volumes):
-    """Given a CronJob, return its container's env with the Secret's values and mount paths moved to `volumes`."""
+def moved(value, mounts):
+    """Given a path in the pod and {mountPath: directory}, return the same path under the directory."""
+    for mount_path, directory in mounts.items():
+        if value == mount_path or value.startswith(mount_path + "/"):
+            return directory + value[len(mount_path):]
+    return value
+
+
+def cronjob_environment(cronjob, database, fake_kis, mounts):
+    """Given a CronJob, return its container's env with the Secret's values and the mount paths moved."""
     secret = {"DATABASE_URL": database, "KIS_APP_KEY": fake_kis.app_key, "KIS_APP_SECRET": fake_kis.app_secret}
-    mounts = {mount["mountPath"]: volumes[mount["name"]] for mount in container(cronjob)["volumeMounts"]}
     env = {}
     for variable in container(cronjob)["env"]:
         if "valueFrom" in variable:
@@ -741,27 +754,39 @@ def cronjob_environment(cronjob, database, fake_kis, volumes):
             if key in secret:
                 env[variable["name"]] = secret[key]
         else:
-            env[variable["name"]] = mounts.get(variable["value"], variable["value"])
+            env[variable["name"]] = moved(variable["value"], mounts)
     return env
 
 
-def pod_volumes(tmp_path, claim):
-    """Fresh emptyDir directories for one pod, and the shared claim's directory."""
+def pod_volumes(cronjob, tmp_path, claim):
+    """Given a CronJob, return {volume name: directory} for a new pod: the claim, or new emptyDirs (0777, as
+    the kubelet makes them)."""
     pod = tmp_path / f"pod-{len(list(tmp_path.glob('pod-*')))}"
-    volumes = {"state": str(claim), "locks": str(pod / "locks"), "tmp": str(pod / "tmp")}
-    for name in ("locks", "tmp", "empty-state"):
-        (pod / name).mkdir(parents=True, mode=0o700)
-    return pod, volumes
+    directories = {}
+    for volume in pod_spec(cronjob)["volumes"]:
+        if "persistentVolumeClaim" in volume:
+            directories[volume["name"]] = str(claim)
+            continue
+        assert "emptyDir" in volume, volume
+        directory = pod / volume["name"]
+        directory.mkdir(parents=True)
+        directory.chmod(0o777)
+        directories[volume["name"]] = str(directory)
+    return directories
 
 
 def run_cronjob(cronjob, database, fake_upbit, fake_kis, tmp_path, claim):
-    """Run a CronJob's container command (argv, no shell, as the kubelet does) in a fresh pod's volumes."""
-    pod, volumes = pod_volumes(tmp_path, claim)
-    state = pod_spec(cronjob)["volumes"]
-    if "persistentVolumeClaim" not in {volume["name"]: volume for volume in state}["state"]:
-        volumes["state"] = str(pod / "empty-state")
+    """Run a CronJob's init containers, then its container (argv, no shell, as the kubelet does), in a new pod's
+    volumes. Return the container's CompletedProcess."""
+    volumes = pod_volumes(cronjob, tmp_path, claim)
+    for init in pod_spec(cronjob).get("initContainers", []):
+        mounts = {mount["mountPath"]: volumes[mount["name"]] for mount in init["volumeMounts"]}
+        result = run_in_workdir([moved(argument, mounts) for argument in init["command"]], base_environment(),
+                                tmp_path)
+        assert result.returncode == 0, result.stderr
+    mounts = {mount["mountPath"]: volumes[mount["name"]] for mount in container(cronjob)["volumeMounts"]}
     env = {**base_environment(), "TZ": "Asia/Seoul",
-           **cronjob_environment(cronjob, database, fake_kis, volumes), **exchange_environment(fake_upbit, fake_kis)}
+           **cronjob_environment(cronjob, database, fake_kis, mounts), **exchange_environment(fake_upbit, fake_kis)}
     return run_in_workdir(container(cronjob)["command"], env, tmp_path)
 
 
