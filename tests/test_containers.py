@@ -49,6 +49,8 @@ SUPERCRONIC_AMD64_SHA1 = "1692066e350a88ff4d7d6474fe3c7a6c41ec5e89"
 STATE_DIR = "/var/lib/wombat-collect"
 # The jobs, as the systemd units run them: command after the executable -> Korean time.
 JOBS = {"symbols --exchange all": "00:00", "prices --exchange all": "00:02", "prices --exchange upbit": "09:05"}
+# The systemd units of those jobs (other units may run other jobs).
+TIMER_STEMS = ["wombat-collect-symbols", "wombat-collect-prices", "wombat-collect-prices-upbit"]
 HOST_ZONES = ["UTC", "America/New_York", "Asia/Kolkata"]
 YEAR_START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 YEAR_END = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -234,7 +236,7 @@ def supercronic_firings(host_zone, crontab=SUPERCRONIC_CRONTAB, image_zone=None)
 def systemd_firings(host_zone):
     """Each timer's OnCalendar (only `*-*-* HH:MM:SS [zone]` is used), read in its zone or the host's."""
     firings = set()
-    for timer in (UNIT_DIRECTORY / f"{stem}.timer" for stem in JOBS_BY_STEM):
+    for timer in (UNIT_DIRECTORY / f"{stem}.timer" for stem in TIMER_STEMS):
         [calendar] = values(timer, "Timer", "OnCalendar")
         match = re.fullmatch(r"\*-\*-\* (\d\d):(\d\d):00(?: (\S+))?", calendar)
         assert match, f"{timer.name}: unexpected OnCalendar={calendar}"
@@ -266,11 +268,6 @@ def crond_firings(host_zone):
             if croniter.match(schedule, moment.astimezone(ZoneInfo(host_zone))):
                 firings.add((moment, daily[0]))
     return firings
-
-
-JOBS_BY_STEM = {"wombat-collect-symbols": "symbols --exchange all",
-                "wombat-collect-prices": "prices --exchange all",
-                "wombat-collect-prices-upbit": "prices --exchange upbit"}
 
 
 def cronjob_firings(host_zone):
