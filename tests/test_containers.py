@@ -60,7 +60,7 @@ BACKEND_VARIABLES = {"POSTGRES_SERVER", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRE
 # Peak RSS measured with /usr/bin/time -v against the fakes (README, "Kubernetes"):
 # the first `prices --exchange all` (365 days of 800 Upbit markets and 2,800 KIS
 # stocks), and the README's 3,000-day Upbit backfill ("Performance").
-MEASURED_DAILY_PEAK_MIB = 53
+MEASURED_DAILY_PEAK_MIB = 62
 MEASURED_BACKFILL_PEAK_MIB = 82
 # The backend's stack as reference/containers.md describes it (junmanbo/wombat docker-compose.yml).
 BACKEND_COMPOSE = {
