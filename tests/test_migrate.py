@@ -18,7 +18,7 @@ from wombat_collect.db.migrate import apply_migrations, available_migrations
 from wombat_collect.errors import SchemaError
 
 REFERENCE_DDL = Path(__file__).parent / "data" / "wombat-schema.sql"
-BACKEND_TABLES = ("exchange", "symbol", "pricedata")
+BACKEND_TABLES = ("exchange", "symbol", "pricedata", "realtime_prices")
 COLUMN_SHAPE = """
     SELECT table_name, column_name, data_type, character_maximum_length, numeric_precision,
            numeric_scale, is_nullable, column_default

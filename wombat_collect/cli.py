@@ -190,6 +190,31 @@ def prices(ctx, exchange, markets, symbol_names, days_back, since, full, include
     finish(run_job(settings, request, lambda: open_database(app, collectors), work, options))
 
 
+@cli.command()
+@exchange_option
+@click.pass_context
+def quotes(ctx, exchange):
+    """Store the latest quote of every active symbol (realtime_prices); never waits for a lock."""
+    from wombat_collect import quotes as quote_job
+    from wombat_collect.jobs import JobResult
+    from wombat_collect.ops.runner import JobRequest, run_job
+
+    app = ctx.obj
+    collectors = load_collectors(exchange)
+    settings = app.settings()
+    missing = credential_problems(collectors, settings)
+    clients = {collector.EXCHANGE.code: (collector, collector.open_client(settings)) for collector in collectors}
+    request = JobRequest(quote_job.JOB, tuple(clients), dict(ctx.params), window="latest quotes")
+
+    def work(code, dsn, exchange_id):
+        collector, client = clients[code]
+        if code in missing:
+            return JobResult(quote_job.JOB, code, fatal=missing[code])
+        return quote_job.collect_quotes(dsn, exchange_id, collector, client)
+
+    finish(run_job(settings, request, lambda: open_database(app, collectors), work))
+
+
 def credential_problems(collectors, settings):
     """Given the selected collectors, return {exchange code: what to set} for those lacking credentials.
 
