@@ -429,7 +429,9 @@ class FakeUpbit(FakeService):
         """Given a market, return the order book it is answered with."""
         with self._lock:
             stored = self._orderbooks.get(market)
-            return dict(stored or make_upbit_orderbook(market, self.ticker(market)["trade_price"]))
+            price = self.ticker(market).get("trade_price")
+            price = price if isinstance(price, (int, Decimal)) else PRICE_QUANTUM[_quote_of(market)]
+            return dict(stored or make_upbit_orderbook(market, Decimal(price)))
 
     def set_blocked(self, blocked: bool) -> None:
         """Enter (True) or leave (False) blocked mode, where everything answers 418."""
