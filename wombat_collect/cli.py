@@ -257,8 +257,10 @@ def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, 
               metavar="HOURS", help="Critical when a job's last success is older.")
 @click.option("--lag-days", type=click.IntRange(min=0), default=3, show_default=True, metavar="DAYS",
               help="Warn about active symbols this far behind their exchange's newest candle.")
+@click.option("--quote-max-age", type=FiniteFloatRange(min=0, min_open=True), default=15, show_default=True,
+              metavar="MINUTES", help="Critical when the newest quote is older (KIS: while KRX trades).")
 @click.pass_obj
-def status(app, exchange, as_json, max_age, lag_days):
+def status(app, exchange, as_json, max_age, lag_days, quote_max_age):
     """Report each job's health; exit 0 ok, 1 warning, 2 critical (monitoring-plugin codes)."""
     from wombat_collect.collectors import EXCHANGE_CODES
     from wombat_collect.logging_setup import redact
@@ -269,7 +271,7 @@ def status(app, exchange, as_json, max_age, lag_days):
         logging.getLogger().setLevel(logging.WARNING)  # stdout is the report's (and --json's) alone
     try:
         dsn, _ = open_database(app, [collector for collector in map(_import_collector, EXCHANGE_CODES) if collector])
-        report = read_report(dsn, codes, max_age, lag_days)
+        report = read_report(dsn, codes, max_age, lag_days, quote_max_age)
     except WombatError as error:
         click.echo(redact(f"WOMBAT-COLLECT CRITICAL - {error}"))
         sys.exit(EXIT_CRITICAL)
