@@ -226,36 +226,22 @@ def test_collect_quotes_kis_virtual_host_says_so_and_collects_nothing(database, 
 # --- locks: quotes never waits for, nor blocks, the daily jobs ---------------------------------
 
 @pytest.fixture
-def slow_upbit():
-    """A FakeUpbit whose every answer takes 3 s, listing the same MARKETS (for long runs)."""
-    with FakeUpbit(rate_limit=None, latency=3.0) as fake:
+def held_upbit():
+    """A FakeUpbit listing the same MARKETS that holds every request unanswered until release()."""
+    with FakeUpbit(rate_limit=None) as fake:
         for market in MARKETS:
             fake.set_candles(market, make_upbit_candles(market, TODAY, TODAY))
-        yield fake
+        fake.hold(lambda request: True)
+        try:
+            yield fake
+        finally:
+            fake.release()
 
 
 def running_jobs(dsn):
     if not running_count(dsn):
         return []
     return query(dsn, "SELECT job FROM collect_run WHERE status = 'running' ORDER BY id")
-
-
-def test_quotes_runs_while_prices_holds_its_lock(database, upbit, upbit_symbols, slow_upbit, lock_dir):
-    prices = spawn({**upbit_symbols, "UPBIT_API_URL": slow_upbit.url, "WOMBAT_WORKERS": "1"},
-                   "prices", "--exchange", "upbit", "--days-back", "1")
-    symbols_lock = None
-    try:
-        wait_until(lambda: prices.poll() is not None or running_jobs(database) == [("prices",)])
-        assert lock_file_held(lock_dir, "prices"), prices.poll()
-        symbols_lock = locks.take_file_lock(lock_dir, "symbols", "upbit")  # prices waits for it; quotes must not
-        result = run(upbit_symbols, "quotes", "--exchange", "upbit")
-        assert (result.returncode, running_jobs(database)) == (0, [("prices",)]), result.stderr
-        assert quote_rows(database) == EXPECTED_UPBIT
-    finally:
-        prices.terminate()
-        prices.communicate(timeout=60)
-        if symbols_lock is not None:
-            os.close(symbols_lock)
 
 
 def lock_file_held(lock_dir, job, exchange="upbit"):
@@ -267,17 +253,42 @@ def lock_file_held(lock_dir, job, exchange="upbit"):
         os.close(descriptor)
 
 
-def test_quotes_second_run_while_one_holds_the_quotes_lock_exits_75(database, upbit_symbols, slow_upbit, lock_dir):
-    first = spawn({**upbit_symbols, "UPBIT_API_URL": slow_upbit.url}, "quotes", "--exchange", "upbit")
+def test_quotes_runs_while_prices_holds_its_lock(database, upbit, upbit_symbols, held_upbit, lock_dir):
+    prices = spawn({**upbit_symbols, "UPBIT_API_URL": held_upbit.url, "WOMBAT_WORKERS": "1"},
+                   "prices", "--exchange", "upbit", "--days-back", "1")
+    symbols_lock = None
     try:
-        wait_until(lambda: first.poll() is not None or running_jobs(database) == [("quotes",)])
-        assert first.poll() is None, first.communicate()
+        wait_until(lambda: prices.poll() is not None or held_upbit.count() >= 1)  # mid-run, its request held
+        assert (prices.poll(), running_jobs(database), lock_file_held(lock_dir, "prices")) == (
+            None, [("prices",)], True)
+        symbols_lock = locks.take_file_lock(lock_dir, "symbols", "upbit")  # prices waits for it; quotes must not
+        result = run(upbit_symbols, "quotes", "--exchange", "upbit")
+        assert (result.returncode, running_jobs(database)) == (0, [("prices",)]), result.stderr
+        assert quote_rows(database) == EXPECTED_UPBIT
+    finally:
+        held_upbit.release()
+        stdout, stderr = prices.communicate(timeout=60)
+        if symbols_lock is not None:
+            os.close(symbols_lock)
+    assert prices.returncode == 0, stderr  # and quotes did not block it either
+    runs = query(database, "SELECT job, status, started_at, finished_at FROM collect_run WHERE job <> 'symbols'"
+                           " ORDER BY id")
+    assert [run_row[:2] for run_row in runs] == [("prices", "succeeded"), ("quotes", "succeeded")]
+    assert runs[0][2] < runs[1][2] < runs[1][3] < runs[0][3]  # quotes ran start to end inside the prices run
+
+
+def test_quotes_second_run_while_one_holds_the_quotes_lock_exits_75(database, upbit_symbols, held_upbit):
+    first = spawn({**upbit_symbols, "UPBIT_API_URL": held_upbit.url}, "quotes", "--exchange", "upbit")
+    try:
+        wait_until(lambda: first.poll() is not None or held_upbit.count() >= 1)  # mid-run, its ticker held
+        assert (first.poll(), running_jobs(database)) == (None, [("quotes",)])
         result = run(upbit_symbols, "quotes", "--exchange", "upbit")
         assert (result.returncode, first.poll()) == (75, None), result.stderr  # skipped at once, not queued
         assert "quotes upbit is already running" in result.stderr
     finally:
-        first.terminate()
+        held_upbit.release()
         first.communicate(timeout=60)
+    assert first.returncode == 0
 
 
 def test_quotes_advisory_lock_held_elsewhere_exits_75(database, upbit_symbols):
