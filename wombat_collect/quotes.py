@@ -14,7 +14,7 @@ import logging
 import time
 
 from wombat_collect.db import store
-from wombat_collect.db.connection import connect, database_errors
+from wombat_collect.db.connection import connect, database_errors, transaction
 from wombat_collect.errors import ExchangeError
 from wombat_collect.jobs import JobResult
 from wombat_collect.records import Quote
@@ -55,7 +55,7 @@ def active_symbols(dsn, exchange_id):
     """Given an exchange id, return {symbol: id} of its active symbols."""
     connection = connect(dsn)
     try:
-        with database_errors("reading the stored symbols", connection):
+        with database_errors("reading the stored symbols", connection), transaction(connection):
             return {item.symbol: item.id for item in store.stored_symbols(connection, exchange_id) if item.is_active}
     finally:
         connection.close()
@@ -93,7 +93,7 @@ def write_quotes(dsn, rows):
     """Given [(symbol id, Quote)], upsert them in one statement and transaction. Return UpsertCounts."""
     connection = connect(dsn)
     try:
-        with database_errors("writing the quotes", connection), connection:
+        with database_errors("writing the quotes", connection), transaction(connection, long_running=True):
             return store.upsert_quotes(connection, rows)
     finally:
         connection.close()
