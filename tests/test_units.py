@@ -354,7 +354,7 @@ def test_unit_passes_systemd_analyze_verify(unit, drop_in, tmp_path):
 @needs_systemd_analyze
 @pytest.mark.parametrize("service", SERVICES)
 def test_service_with_the_metrics_drop_in_may_write_the_metrics_directory(service, tmp_path):
-    settings = effective_settings(install_units(tmp_path, drop_in=True), service)
+    settings = effective_settings(install_units(tmp_path, drop_in=True), loadable(service))
     assert settings["DropIn Path"] == [str(tmp_path / PREFIX_DROP_IN_DIRECTORY / METRICS_DROP_IN)]
     assert f"WOMBAT_METRICS_DIR={TEXTFILE_DIRECTORY}" in settings["Environment"]
     assert settings["ReadWritePaths"] == [f"-{TEXTFILE_DIRECTORY}"]
