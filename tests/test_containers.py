@@ -184,6 +184,14 @@ def parse_supercronic(path=SUPERCRONIC_CRONTAB):
     return environment, jobs
 
 
+QUOTES = ("quotes --exchange upbit", "quotes --exchange kis")
+
+
+def daily_jobs(jobs):
+    """Given parsed supercronic jobs, return those of the daily jobs (not the every-minute quotes lines)."""
+    return [(schedule, command) for schedule, command in jobs if command_arguments(command) not in QUOTES]
+
+
 def load_yaml(path):
     with open(path, encoding="utf-8") as stream:
         return yaml.safe_load(stream)
@@ -229,7 +237,7 @@ def supercronic_firings(host_zone, crontab=SUPERCRONIC_CRONTAB, image_zone=None)
     """supercronic reads the schedule in CRON_TZ, else in the container's TZ (set by the image)."""
     environment, jobs = parse_supercronic(crontab)
     zone = environment.get("CRON_TZ") or (image_zone or image_environment()).get("TZ") or host_zone
-    return {(moment, command_arguments(command)) for schedule, command in jobs
+    return {(moment, command_arguments(command)) for schedule, command in daily_jobs(jobs)
             for moment in cron_instants(schedule, zone)}
 
 
@@ -372,24 +380,26 @@ def run_shell(command, env, tmp_path):
     return run_in_workdir(["/bin/sh", "-c", command], env, tmp_path)
 
 
-def assert_everything_collected(database, fake_kis, upbit_candles):
+def assert_everything_collected(database, fake_kis, upbit_candles, quote_runs=()):
     assert stored_prices(database, "upbit") == expected_rows(upbit_candles)
     assert stored_prices(database, "kis") == expected_prices(fake_kis, kis_codes(), DATA_START)
     # `--exchange all` runs the exchanges concurrently: their rows come in either order.
-    assert sorted(query(database, "SELECT job, exchange, status FROM collect_run")) == [
+    assert sorted(query(database, "SELECT job, exchange, status FROM collect_run")) == sorted([
         ("prices", "kis", "succeeded"), ("prices", "upbit", "succeeded"), ("prices", "upbit", "succeeded"),
-        ("symbols", "kis", "succeeded"), ("symbols", "upbit", "succeeded"),
-    ]
+        ("symbols", "kis", "succeeded"), ("symbols", "upbit", "succeeded"), *quote_runs,
+    ])
 
 
-def run_supercronic_jobs(database, fake_upbit, fake_kis, tmp_path):
-    """Run crontab/supercronic's commands in schedule order, in the image's environment, as supercronic does."""
+def run_supercronic_jobs(database, fake_upbit, fake_kis, tmp_path, quotes=False):
+    """Run crontab/supercronic's daily commands in schedule order (then, if asked, its quotes commands),
+    in the image's environment, as supercronic does."""
     crontab_environment, jobs = parse_supercronic()
     env = {**base_environment(), **image_runtime_environment(tmp_path),
            **compose_environment(database, fake_kis), **exchange_environment(fake_upbit, fake_kis),
            **crontab_environment}
     results = []
-    for _, command in sorted(jobs):  # "0 0", "2 0", "5 9": schedule order
+    quote_jobs = [job for job in jobs if job not in daily_jobs(jobs)] if quotes else []
+    for _, command in sorted(daily_jobs(jobs)) + quote_jobs:  # "0 0", "2 0", "5 9": schedule order; then quotes
         results.append((command, run_shell(command, env, tmp_path)))
     return env, results
 
@@ -501,10 +511,24 @@ def test_dockerignore_sends_what_the_image_copies_and_nothing_else():
 def test_supercronic_crontab_runs_the_three_jobs_in_korean_time():
     environment, jobs = parse_supercronic()
     assert environment == {"CRON_TZ": "Asia/Seoul"}
-    assert sorted(command_arguments(command) for _, command in jobs) == sorted(JOBS)
-    for schedule, command in jobs:
+    assert sorted(command_arguments(command) for _, command in daily_jobs(jobs)) == sorted(JOBS)
+    for schedule, command in daily_jobs(jobs):
         hour, minute = JOBS[command_arguments(command)].split(":")
         assert schedule == f"{int(minute)} {int(hour)} * * *"
+
+
+def test_supercronic_quotes_run_every_minute_upbit_and_during_krx_sessions_kis():
+    _, jobs = parse_supercronic()
+    week = (datetime(2025, 3, 3, tzinfo=SEOUL), datetime(2025, 3, 10, tzinfo=SEOUL))  # Monday to Monday
+    fired = {arguments: [] for arguments in QUOTES}
+    for schedule, command in jobs:
+        if command_arguments(command) in QUOTES:
+            fired[command_arguments(command)] += cron_instants(schedule, "Asia/Seoul", *week)
+    assert len(fired["quotes --exchange upbit"]) == len(set(fired["quotes --exchange upbit"])) == 7 * 24 * 60
+    kis = sorted(moment.astimezone(SEOUL) for moment in fired["quotes --exchange kis"])
+    session = [(hour, minute) for hour in range(8, 19) for minute in range(60) if (8, 30) <= (hour, minute) <= (18, 0)]
+    assert [(moment.weekday(), moment.hour, moment.minute) for moment in kis] == [
+        (day, hour, minute) for day in range(5) for hour, minute in session]
 
 
 @pytest.mark.parametrize("host_zone", HOST_ZONES)
@@ -529,11 +553,16 @@ def test_schedule_comparison_catches_a_missing_zone(tmp_path):
 
 def test_supercronic_commands_collect_everything_in_the_image_environment(
         database, fake_upbit, upbit_candles, fake_kis, tmp_path):
-    env, results = run_supercronic_jobs(database, fake_upbit, fake_kis, tmp_path)
+    env, results = run_supercronic_jobs(database, fake_upbit, fake_kis, tmp_path, quotes=True)
     assert [(command, result.returncode) for command, result in results] == [
         ("wombat-collect symbols --exchange all", 0), ("wombat-collect prices --exchange all", 0),
-        ("wombat-collect prices --exchange upbit", 0)], [result.stderr[-2000:] for _, result in results]
-    assert_everything_collected(database, fake_kis, upbit_candles)
+        ("wombat-collect prices --exchange upbit", 0), ("wombat-collect quotes --exchange upbit", 0)] + [
+        ("wombat-collect quotes --exchange kis", 0)] * 3, [result.stderr[-2000:] for _, result in results]
+    assert_everything_collected(database, fake_kis, upbit_candles,
+                                [("quotes", "upbit", "succeeded")] + [("quotes", "kis", "succeeded")] * 3)
+    assert query(database, "SELECT e.code, count(*) FROM realtime_prices r JOIN symbol s ON s.id = r.symbol_id"
+                           " JOIN exchange e ON e.id = s.exchange_id GROUP BY 1 ORDER BY 1") == [
+        ("kis", len(kis_codes())), ("upbit", len(upbit_candles))]
     # The KIS token cache and the locks are in the volume.
     state = Path(env["WOMBAT_STATE_DIR"])
     assert len(list((state / "kis-tokens").glob("*.json"))) == 1

@@ -20,7 +20,7 @@ from wombat_collect.collectors import kis
 from wombat_collect.config import load_settings
 from wombat_collect.errors import ExchangeError
 from wombat_collect.http import Answer, Verdict, parse_json
-from wombat_collect.records import Candle, RejectedCandle
+from wombat_collect.records import Candle, RejectedCandle, RejectedQuote
 
 PRICES_PATH = "/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice"
 KOSPI_CODES = [row[0] for row in MASTERS["kospi"]]
@@ -292,3 +292,46 @@ def test_page_candles_skips_halted_days_without_trades():
     candles = list(kis.page_candles([traded, halted], date(2025, 6, 1), set(), adjusted=True))
     assert candles == [Candle(datetime(2025, 7, 2, tzinfo=timezone.utc), Decimal(100), Decimal(110), Decimal(90),
                               Decimal(105), Decimal(7), Decimal(735))]
+
+
+MULTI_PRICE_PATH = "/uapi/domestic-stock/v1/quotations/intstock-multprice"
+
+
+def test_fetch_quotes_asks_30_codes_a_request(fake, tmp_path):
+    codes = [f"{number:06d}" for number in range(100001, 100066)]  # 65 codes -> 30 + 30 + 5
+    for code in codes:
+        fake.set_quote(code, inter2_prpr="1000", acml_vol="5", prdy_ctrt="1.5")
+    client = open_client(fake, tmp_path)
+
+    quotes = kis.fetch_quotes(client, codes)
+
+    assert [quote.symbol for quote in quotes] == codes
+    requests = [request for request in fake.requests if request.path == MULTI_PRICE_PATH]
+    assert sorted(len(request.query) // 2 for request in requests) == [5, 30, 30]
+    assert all(request.query[f"FID_COND_MRKT_DIV_CODE_{number}"] == "J"
+               for request in requests for number in range(1, len(request.query) // 2 + 1))
+    assert quotes[0].change_rate == Decimal("1.5000")
+
+
+def test_fetch_quotes_leaves_out_codes_the_answer_lacks(fake, tmp_path):
+    fake.set_quote("005930", inter2_prpr="71500")
+    assert [quote.symbol for quote in kis.fetch_quotes(open_client(fake, tmp_path), ["005930", "999999"])] == [
+        "005930"]
+
+
+def test_fetch_quotes_client_error_raises_with_the_kis_message(fake, tmp_path):
+    fake.virtual = True  # the virtual host lacks the TR
+    with pytest.raises(ExchangeError, match="MCA00124"):
+        kis.fetch_quotes(open_client(fake, tmp_path), ["005930"])
+
+
+def test_quotes_unavailable_only_on_the_virtual_host(fake, tmp_path):
+    assert kis.quotes_unavailable(open_client(fake, tmp_path)) is None
+    assert "virtual host" in kis.quotes_unavailable(open_client(fake, tmp_path, KIS_ENV="virtual"))
+
+
+@pytest.mark.parametrize("field, value", [("inter2_prpr", ""), ("prdy_ctrt", "N/A"), ("acml_vol", None)])
+def test_parse_quote_rejects_what_is_not_a_number(field, value):
+    row = {"inter_shrn_iscd": "005930", "inter2_prpr": "1", "prdy_ctrt": "0", "acml_vol": "0", field: value}
+    assert kis.parse_quote(row, datetime.now(timezone.utc)).symbol == "005930"
+    assert isinstance(kis.parse_quote(row, datetime.now(timezone.utc)), RejectedQuote)

@@ -18,7 +18,7 @@ from wombat_collect.db.migrate import apply_migrations, available_migrations
 from wombat_collect.errors import SchemaError
 
 REFERENCE_DDL = Path(__file__).parent / "data" / "wombat-schema.sql"
-BACKEND_TABLES = ("exchange", "symbol", "pricedata")
+BACKEND_TABLES = ("exchange", "symbol", "pricedata", "realtime_prices")
 COLUMN_SHAPE = """
     SELECT table_name, column_name, data_type, character_maximum_length, numeric_precision,
            numeric_scale, is_nullable, column_default
@@ -189,3 +189,36 @@ def test_apply_migrations_waits_for_the_lock_then_migrates(database, migration_l
             cursor.execute("SELECT pg_advisory_unlock(%s)", (migrate.MIGRATION_LOCK_KEY,))
         thread.join(timeout=60)
     assert outcome["applied"] == [version for version, _, _ in available_migrations()]
+
+
+def test_apply_migrations_verifies_an_existing_realtime_prices(reference_database):
+    with psycopg2.connect(reference_database) as connection, connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE realtime_prices DROP COLUMN change_rate")
+    connection.close()
+    connection = psycopg2.connect(reference_database)
+    try:
+        with pytest.raises(SchemaError) as raised:
+            apply_migrations(connection)
+    finally:
+        connection.close()
+    assert str(raised.value) == "the database lacks columns wombat-collect writes: realtime_prices.change_rate"
+
+
+def test_apply_migrations_keeps_a_backend_realtime_prices_and_its_rows(reference_database):
+    created = datetime(2025, 12, 9, tzinfo=timezone.utc)
+    with psycopg2.connect(reference_database) as connection, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO exchange (code, name, is_active, created_at) VALUES ('kis', 'KIS', true, %s)"
+                       " RETURNING id", (created,))
+        cursor.execute("INSERT INTO symbol (exchange_id, symbol, symbol_type, is_active, price_precision,"
+                       " quantity_precision, created_at, updated_at) VALUES (%s, '005930', 'STOCK', true, 0, 0, %s, %s)"
+                       " RETURNING id", (cursor.fetchone()[0], created, created))
+        cursor.execute("INSERT INTO realtime_prices (symbol_id, current_price, change_rate, updated_at)"
+                       " VALUES (%s, 71500, 6.4410, %s)", (cursor.fetchone()[0], created))
+    connection.close()
+    before = query(reference_database, "SELECT * FROM realtime_prices")
+
+    assert run_cli("db", "init", env={"DATABASE_URL": reference_database}).exit_code == 0
+
+    assert query(reference_database, "SELECT * FROM realtime_prices") == before
+    assert query(reference_database, "SELECT version, name FROM wombat_collect_migration WHERE version = 3") == [
+        (3, "realtime-prices")]

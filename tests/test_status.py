@@ -193,3 +193,63 @@ def make_run(status, hours_ago, **counts):
 def test_judge_job_states(last, success, expected):
     health = JobHealth("prices", "upbit", last, last, success)
     assert judge_job(health, NOW, 26) == expected
+
+
+# --- quotes ------------------------------------------------------------------------------------
+
+SEOUL = timezone(timedelta(hours=9))
+
+
+@pytest.fixture
+def quoted(collected, fake_upbit):
+    """`collected` plus a successful Upbit quotes run whose quotes are one minute old."""
+    stamp = int((datetime.now(timezone.utc) - timedelta(minutes=1)).timestamp() * 1000)
+    for market in ("KRW-BTC", "USDT-XRP"):
+        fake_upbit.set_ticker(market, timestamp=stamp)
+    assert run_cli("quotes", "--exchange", "upbit", env=collected).exit_code == 0
+    return collected
+
+
+def test_status_fresh_quotes_are_ok_and_shown(quoted):
+    result = status(quoted, "--exchange", "upbit")
+    assert result.exit_code == 0, result.stdout
+    lines = result.stdout.splitlines()
+    assert [[re.split(r"\s{2,}", line)[index] for index in (0, 1, 2, 4)] for line in lines[2:5]] == [
+        ["upbit", "symbols", "ok", "succeeded"], ["upbit", "prices", "ok", "succeeded"],
+        ["upbit", "quotes", "ok", "succeeded"]]
+    assert re.fullmatch(r"upbit: newest quote \d{4}-\d\d-\d\d \d\d:\d\d KST \((1\.\d) min ago\)", lines[-1])
+
+
+def test_status_stale_quotes_are_critical(quoted):
+    result = status(quoted, "--exchange", "upbit", "--quote-max-age", "0.5")
+    assert result.exit_code == 2
+    assert re.fullmatch(r"WOMBAT-COLLECT CRITICAL - upbit: newest quote 1\.\d min old \(max age 0\.5 min\)",
+                        result.stdout.splitlines()[0])
+    assert json.loads(status(quoted, "--exchange", "upbit", "--json").stdout)["exchanges"][0]["newest_quote"]
+
+
+def test_status_without_quote_runs_judges_no_quotes(collected):
+    result = status(collected, "--exchange", "upbit", "--quote-max-age", "0.001")
+    assert result.exit_code == 0
+    assert "quote" not in result.stdout
+
+
+@pytest.mark.parametrize("seoul_time, judged", [
+    ("2025-07-04 12:00", True),  # a Friday, in session
+    ("2025-07-04 08:40", False),  # in session for 10 minutes only (less than the 15-minute limit)
+    ("2025-07-04 08:45", True),
+    ("2025-07-04 18:00", True),
+    ("2025-07-04 18:01", False),
+    ("2025-07-05 12:00", False),  # Saturday
+    ("2025-07-07 08:29", False),  # Monday, before the pre-market
+])
+def test_judge_quotes_applies_to_kis_only_while_krx_trades(seoul_time, judged):
+    from wombat_collect.ops.status import judge_quotes
+
+    now = datetime.strptime(seoul_time, "%Y-%m-%d %H:%M").replace(tzinfo=SEOUL)
+    stale = now - timedelta(minutes=20)
+    expected = [("critical", "newest quote 20.0 min old (max age 15 min)")] if judged else []
+    assert judge_quotes("kis", stale, now, 15) == expected
+    assert judge_quotes("kis", now - timedelta(minutes=14), now, 15) == []
+    assert judge_quotes("upbit", stale, now, 15) == [("critical", "newest quote 20.0 min old (max age 15 min)")]
+    assert judge_quotes("upbit", None, now, 15) == [("warning", "no quotes stored")]

@@ -3,7 +3,8 @@
 The units must pass `systemd-analyze verify`, score at most 1.5 in
 `systemd-analyze security --offline=true`, and fire at 00:00, 00:02 and 09:05
 Korean time (15:00 and 15:02 UTC the day before, 00:05 UTC) whatever the host's
-zone. The cron.d file must fire at the same instants on any host zone, run as
+zone; the quotes timers every minute (Upbit) and every minute of weekdays
+08:30-18:00 Korean time (KIS). The cron.d file must fire at the same instants on any host zone, run as
 user wombat and mail only stderr. Tests that need systemd-analyze (or faketime)
 are skipped where it is missing.
 """
@@ -31,8 +32,14 @@ JOBS = {
     "wombat-collect-prices": ("prices --exchange all", "00:02", "15:02"),
     "wombat-collect-prices-upbit": ("prices --exchange upbit", "09:05", "00:05"),
 }
-SERVICES = sorted(f"{stem}.service" for stem in JOBS)
-TIMERS = sorted(f"{stem}.timer" for stem in JOBS)
+QUOTES_SERVICE = "wombat-collect-quotes@.service"  # a template: %i is the exchange
+QUOTE_TIMERS = {  # timer -> (service instance it starts, command after the executable)
+    "wombat-collect-quotes-upbit.timer": ("wombat-collect-quotes@upbit.service", "quotes --exchange upbit"),
+    "wombat-collect-quotes-kis.timer": ("wombat-collect-quotes@kis.service", "quotes --exchange kis"),
+}
+SERVICES = sorted([f"{stem}.service" for stem in JOBS] + [QUOTES_SERVICE])
+TIMERS = sorted([f"{stem}.timer" for stem in JOBS] + list(QUOTE_TIMERS))
+BASE_MONDAY = datetime(2025, 3, 3, tzinfo=SEOUL)  # a Monday 00:00 in Seoul
 METRICS_DROP_IN = "metrics.conf"  # installed as wombat-collect-.service.d/metrics.conf (every service)
 PREFIX_DROP_IN_DIRECTORY = "wombat-collect-.service.d"
 TEXTFILE_DIRECTORY = "/var/lib/node_exporter/textfile_collector"
@@ -105,6 +112,11 @@ def utc_elapses(expression, host_zone):
     assert len(stamps) == 2, result.stdout
     return [datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
             for stamp in stamps]
+
+
+def loadable(unit):
+    """Given a unit file name, return a name systemd can load: a template's `upbit` instance."""
+    return unit.replace("@.", "@upbit.")
 
 
 def install_units(directory, drop_in=False):
@@ -193,11 +205,18 @@ def guard_of(job):
 
 
 def job_stem(job):
-    """Return the unit stem whose command the cron job runs."""
-    for stem, (arguments, _, _) in JOBS.items():
+    """Return the unit stem (the timer's, for quotes) whose command the cron job runs."""
+    commands = {**{stem: arguments for stem, (arguments, _, _) in JOBS.items()},
+                **{timer.removesuffix(".timer"): arguments for timer, (_, arguments) in QUOTE_TIMERS.items()}}
+    for stem, arguments in commands.items():
         if f"{EXECUTABLE} {arguments} " in job["command"] + " ":
             return stem
     raise AssertionError(f"cron job runs no known command: {job['command']}")
+
+
+def daily_jobs(jobs):
+    """Given parsed cron jobs, return those of the daily jobs (not the quotes lines)."""
+    return [job for job in jobs if job_stem(job) in JOBS]
 
 
 def cron_command_for_shell(command):
@@ -246,7 +265,7 @@ def test_service_memory_max_leaves_headroom_over_the_measured_peak(service):
 @pytest.mark.parametrize("service", SERVICES)
 def test_service_memory_max_is_what_systemd_applies(service, tmp_path):
     (limit,) = values(UNIT_DIRECTORY / service, "Service", "MemoryMax")
-    settings = effective_settings(install_units(tmp_path), service)
+    settings = effective_settings(install_units(tmp_path), loadable(service))
     assert settings["MemoryMax"] == [str(int(limit.rstrip("M")) * 1024 * 1024)]
 
 
@@ -257,6 +276,17 @@ def test_metrics_drop_in_opens_exactly_the_metrics_directory():
     assert values(path, "Service", "SupplementaryGroups") == ["wombat-metrics"]
     assert list(read_unit(path)) == ["Service"]
     assert f"/etc/systemd/system/{PREFIX_DROP_IN_DIRECTORY}/{METRICS_DROP_IN}" in path.read_text(encoding="utf-8")
+
+
+def test_quotes_service_execstart_runs_quotes_of_its_instance():
+    assert values(UNIT_DIRECTORY / QUOTES_SERVICE, "Service", "ExecStart") == [
+        f"{EXECUTABLE} quotes --exchange %i"]
+
+
+def test_quotes_service_is_not_ordered_after_the_daily_units():
+    # An After= on symbols or prices would make a quotes run wait while they run.
+    after = " ".join(values(UNIT_DIRECTORY / QUOTES_SERVICE, "Unit", "After")).split()
+    assert after == ["network-online.target"]
 
 
 @pytest.mark.parametrize("stem", sorted(JOBS))
@@ -316,7 +346,7 @@ def test_prices_services_run_after_symbols():
 @pytest.mark.parametrize("drop_in", [False, True], ids=["plain", "metrics-drop-in"])
 @pytest.mark.parametrize("unit", SERVICES + TIMERS)
 def test_unit_passes_systemd_analyze_verify(unit, drop_in, tmp_path):
-    result = run([SYSTEMD_ANALYZE, "verify", f"./{unit}"], cwd=install_units(tmp_path, drop_in))
+    result = run([SYSTEMD_ANALYZE, "verify", f"./{loadable(unit)}"], cwd=install_units(tmp_path, drop_in))
     # verify exits 0 on unknown keys and bad values too; it only warns.
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
@@ -324,7 +354,7 @@ def test_unit_passes_systemd_analyze_verify(unit, drop_in, tmp_path):
 @needs_systemd_analyze
 @pytest.mark.parametrize("service", SERVICES)
 def test_service_with_the_metrics_drop_in_may_write_the_metrics_directory(service, tmp_path):
-    settings = effective_settings(install_units(tmp_path, drop_in=True), service)
+    settings = effective_settings(install_units(tmp_path, drop_in=True), loadable(service))
     assert settings["DropIn Path"] == [str(tmp_path / PREFIX_DROP_IN_DIRECTORY / METRICS_DROP_IN)]
     assert f"WOMBAT_METRICS_DIR={TEXTFILE_DIRECTORY}" in settings["Environment"]
     assert settings["ReadWritePaths"] == [f"-{TEXTFILE_DIRECTORY}"]
@@ -347,6 +377,17 @@ def test_timer_runs_its_service_persistently_and_precisely(stem):
     assert values(path, "Timer", "Persistent") == ["true"]
     assert values(path, "Timer", "AccuracySec") == ["1s"]
     assert values(path, "Timer", "Unit") == []  # defaults to the service of the same name
+    assert values(path, "Install", "WantedBy") == ["timers.target"]
+
+
+@pytest.mark.parametrize("timer", sorted(QUOTE_TIMERS))
+def test_quotes_timer_starts_its_instance_every_minute_without_catching_up(timer):
+    path = UNIT_DIRECTORY / timer
+    instance, _ = QUOTE_TIMERS[timer]
+    assert values(path, "Timer", "Unit") == [instance]
+    assert values(path, "Timer", "Persistent") == ["false"]  # a missed minute's quote is worth nothing later
+    assert values(path, "Timer", "AccuracySec") == ["1s"]
+    assert values(path, "Timer", "RandomizedDelaySec") == []
     assert values(path, "Install", "WantedBy") == ["timers.target"]
 
 
@@ -375,6 +416,47 @@ def test_timer_calendar_fires_at_utc_time_of_day(stem, host_zone):
     assert second - first == timedelta(days=1)
 
 
+def calendar_elapses(expression, host_zone, iterations, base=BASE_MONDAY):
+    """Return the next `iterations` elapses of an OnCalendar expression after `base`, as UTC datetimes."""
+    result = run([SYSTEMD_ANALYZE, "calendar", f"--iterations={iterations}",
+                  f"--base-time=@{int(base.timestamp())}", expression], env={**os.environ, "TZ": host_zone})
+    assert result.returncode == 0, result.stderr
+    # In a UTC host zone the elapses are printed in UTC; otherwise an extra "(in UTC)" line has it.
+    stamps = re.findall(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC$", result.stdout, re.MULTILINE)
+    assert len(stamps) == iterations, result.stdout
+    return [datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc) for stamp in stamps]
+
+
+def seoul_minutes(first, last):
+    """Given two Seoul datetimes, return every minute from the first to the last, both included."""
+    return [first + timedelta(minutes=offset) for offset in range(int((last - first).total_seconds()) // 60 + 1)]
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize("host_zone", ["UTC", "America/New_York"])
+def test_quotes_kis_timer_calendar_fires_every_minute_of_krx_sessions_only(host_zone):
+    # From Friday 17:30 to Monday 09:30 Seoul: the end of a week's sessions, the weekend, the next start.
+    # Monday 08:30 Seoul is Sunday 23:30 UTC: a weekday read in the host's zone would show.
+    friday, window_end = datetime(2025, 3, 7, 17, 30, tzinfo=SEOUL), datetime(2025, 3, 10, 9, 30, tzinfo=SEOUL)
+    fired = []
+    for expression in values(UNIT_DIRECTORY / "wombat-collect-quotes-kis.timer", "Timer", "OnCalendar"):
+        assert expression.endswith(" Asia/Seoul"), expression
+        elapses = calendar_elapses(expression, host_zone, 64, base=friday - timedelta(minutes=1))
+        assert elapses[-1] > window_end  # enough iterations to pass the window
+        fired += [moment.astimezone(SEOUL) for moment in elapses if moment <= window_end]
+    expected = (seoul_minutes(friday, datetime(2025, 3, 7, 18, 0, tzinfo=SEOUL))
+                + seoul_minutes(datetime(2025, 3, 10, 8, 30, tzinfo=SEOUL), window_end))
+    assert sorted(fired) == expected  # each minute once: the expressions do not overlap
+
+
+@needs_systemd_analyze
+def test_quotes_upbit_timer_calendar_fires_every_minute_in_a_utc_host_zone():
+    (expression,) = values(UNIT_DIRECTORY / "wombat-collect-quotes-upbit.timer", "Timer", "OnCalendar")
+    elapses = calendar_elapses(expression, "UTC", 120)
+    assert all(later - earlier == timedelta(minutes=1) for earlier, later in zip(elapses, elapses[1:], strict=False))
+    assert elapses[0] == BASE_MONDAY + timedelta(minutes=1) and elapses[0].second == 0
+
+
 # --- crontab -------------------------------------------------------------
 
 def test_crontab_file_is_usable_in_cron_d():
@@ -398,7 +480,8 @@ def test_crontab_sets_shell_path_mail_and_configuration():
 
 def test_crontab_has_one_line_per_job():
     _, jobs = parse_crontab(CRONTAB)
-    assert sorted(job_stem(job) for job in jobs) == sorted(JOBS)
+    assert sorted(job_stem(job) for job in jobs) == sorted(
+        list(JOBS) + [timer.removesuffix(".timer") for timer in QUOTE_TIMERS])
 
 
 def test_crontab_lines_run_as_wombat_and_discard_only_stdout():
@@ -413,7 +496,7 @@ def test_crontab_lines_run_as_wombat_and_discard_only_stdout():
 @pytest.mark.parametrize("host_zone", HOST_ZONES)
 def test_crontab_fires_once_at_korean_time_on_any_host_zone(host_zone, utc_day):
     _, jobs = parse_crontab(CRONTAB)
-    for job in jobs:
+    for job in daily_jobs(jobs):
         _, korean_time, utc_time = JOBS[job_stem(job)]
         assert guard_of(job) == ("Asia/Seoul", korean_time)
         assert simulated_firings(job, host_zone, utc_day) == {utc_time}, job["command"]
@@ -453,7 +536,7 @@ def test_crontab_commands_fire_in_a_real_shell(tmp_path):
     stub_bin = tmp_path / "bin"
     make_stub_bin(stub_bin)
     log = tmp_path / "runs.log"
-    for job in jobs:
+    for job in daily_jobs(jobs):
         command = cron_command_for_shell(job["command"]).replace(
             EXECUTABLE, str(stub_bin / "wombat-collect"))
         for moment in utc_minutes_of_day("2025-01-15"):
@@ -473,6 +556,40 @@ def test_crontab_commands_fire_in_a_real_shell(tmp_path):
         ("15:00", "symbols --exchange all"),
         ("15:02", "prices --exchange all"),
     ]
+
+
+def test_crontab_quotes_upbit_line_runs_every_minute_unguarded():
+    _, jobs = parse_crontab(CRONTAB)
+    (job,) = [job for job in jobs if job_stem(job) == "wombat-collect-quotes-upbit"]
+    assert [job[field] for field in ("minute", "hour", "day", "month", "weekday")] == ["*"] * 5
+    assert job["command"] == f"{EXECUTABLE} quotes --exchange upbit >/dev/null"
+
+
+# Seoul wall-clock instants (20 s into the minute) -> whether the KIS quotes line runs then.
+KIS_QUOTES_INSTANTS = {
+    "2025-03-07 08:29": False, "2025-03-07 08:30": True, "2025-03-07 12:00": True,  # a Friday
+    "2025-03-07 18:00": True, "2025-03-07 18:01": False, "2025-03-07 23:59": False,
+    "2025-03-08 10:00": False, "2025-03-09 12:00": False,  # Saturday, Sunday
+    "2025-03-10 08:30": True, "2025-03-10 00:00": False,  # Monday 08:30 Seoul is Sunday 23:30 UTC
+}
+
+
+def test_crontab_quotes_kis_line_fires_only_during_krx_sessions_in_a_real_shell(tmp_path):
+    environment, jobs = parse_crontab(CRONTAB)
+    (job,) = [job for job in jobs if job_stem(job) == "wombat-collect-quotes-kis"]
+    assert [job[field] for field in ("minute", "hour", "day", "month", "weekday")] == ["*"] * 5
+    stub_bin = tmp_path / "bin"
+    make_stub_bin(stub_bin)
+    command = cron_command_for_shell(job["command"]).replace(EXECUTABLE, str(stub_bin / "wombat-collect"))
+    fired = {}
+    for instant in KIS_QUOTES_INSTANTS:
+        moment = datetime.strptime(instant, "%Y-%m-%d %H:%M").replace(second=20, tzinfo=SEOUL)
+        env = {"PATH": f"{stub_bin}:{environment['PATH']}", "STUB_LOG": str(tmp_path / "runs.log"),
+               "FAKE_EPOCH": str(int(moment.timestamp())), "TZ": "UTC"}
+        result = run([environment["SHELL"], "-c", command], env=env)
+        assert result.stdout == ""
+        fired[instant] = result.stderr == "WARNING 1 symbol failed\n"
+    assert fired == KIS_QUOTES_INSTANTS
 
 
 @pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime is not installed")

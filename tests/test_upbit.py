@@ -12,7 +12,7 @@ from wombat_collect.collectors import upbit
 from wombat_collect.config import load_settings
 from wombat_collect.errors import ExchangeBlocked, ExchangeError, SymbolNotFound
 from wombat_collect.http import USER_AGENT
-from wombat_collect.records import Candle, RejectedCandle
+from wombat_collect.records import Candle, Quote, RejectedCandle, RejectedQuote
 
 
 @pytest.fixture
@@ -175,3 +175,55 @@ def test_remaining_requests_reads_sec():
 def test_candle_closes_at_next_utc_midnight():
     start = datetime(2025, 7, 1, tzinfo=timezone.utc)
     assert upbit.candle_closes_at(start) == datetime(2025, 7, 2, tzinfo=timezone.utc)
+
+
+def test_fetch_quotes_one_ticker_request_and_order_books_by_the_hundred(fake_upbit, client):
+    fake_upbit.set_markets(make_upbit_markets(250))
+    symbols = [f"C{number:03d}/{('KRW', 'BTC', 'USDT')[(number - 1) % 3]}" for number in range(1, 251)]
+
+    quotes = upbit.fetch_quotes(client, symbols)
+
+    assert sorted(quote.symbol for quote in quotes) == sorted(symbols)
+    paths = [request.path for request in fake_upbit.requests]
+    assert paths == ["/v1/ticker/all"] + ["/v1/orderbook"] * 3
+    batches = sorted(len(request.query["markets"].split(",")) for request in fake_upbit.requests[1:])
+    assert batches == [50, 100, 100]
+    assert max(len(request.query["markets"]) for request in fake_upbit.requests[1:]) < 1000
+
+
+def test_fetch_quotes_asks_only_for_the_quote_currencies_of_the_symbols(fake_upbit, client):
+    fake_upbit.set_markets(make_upbit_markets(6))
+
+    quotes = upbit.fetch_quotes(client, ["C001/KRW", "C004/KRW", "C404/KRW"])
+
+    assert [quote.symbol for quote in quotes] == ["C001/KRW", "C004/KRW"]  # C404 is not in the answer
+    assert fake_upbit.requests[0].query == {"quote_currencies": "KRW"}
+    assert upbit.fetch_quotes(client, []) == []
+
+
+def test_fetch_quotes_blocked_raises_at_once(fake_upbit, client):
+    fake_upbit.set_markets(make_upbit_markets(3))
+    fake_upbit.set_blocked(True)
+    with pytest.raises(ExchangeBlocked):
+        upbit.fetch_quotes(client, ["C001/KRW"])
+    assert fake_upbit.count() == 1
+
+
+def test_parse_quote_converts_the_ratio_to_rounded_percent_and_reads_epoch_ms():
+    ticker = {"trade_price": 82324000, "acc_trade_volume_24h": Decimal("3016.08919175"),
+              "signed_change_rate": Decimal("0.0644100407"), "timestamp": 1724310962747}
+    book = {"orderbook_units": [{"ask_price": 82325000, "bid_price": 82324000}]}
+
+    assert upbit.parse_quote("BTC/KRW", ticker, book) == Quote(
+        "BTC/KRW", Decimal(82324000), Decimal(82324000), Decimal(82325000), Decimal("3016.08919175"),
+        Decimal("6.4410"), datetime(2024, 8, 22, 7, 16, 2, 747000, tzinfo=timezone.utc))
+    assert upbit.parse_quote("BTC/KRW", ticker, None).bid is None
+
+
+@pytest.mark.parametrize("field, value", [("trade_price", "82324000"), ("signed_change_rate", None),
+                                          ("timestamp", "soon"), ("acc_trade_volume_24h", True)])
+def test_parse_quote_rejects_what_is_not_a_number(field, value):
+    ticker = {"trade_price": 1, "acc_trade_volume_24h": 1, "signed_change_rate": 0, "timestamp": 1724310962747,
+              field: value}
+    rejected = upbit.parse_quote("BTC/KRW", ticker, None)
+    assert isinstance(rejected, RejectedQuote) and rejected.symbol == "BTC/KRW"

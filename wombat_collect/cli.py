@@ -190,6 +190,31 @@ def prices(ctx, exchange, markets, symbol_names, days_back, since, full, include
     finish(run_job(settings, request, lambda: open_database(app, collectors), work, options))
 
 
+@cli.command()
+@exchange_option
+@click.pass_context
+def quotes(ctx, exchange):
+    """Store the latest quote of every active symbol (realtime_prices); never waits for a lock."""
+    from wombat_collect import quotes as quote_job
+    from wombat_collect.jobs import JobResult
+    from wombat_collect.ops.runner import JobRequest, run_job
+
+    app = ctx.obj
+    collectors = load_collectors(exchange)
+    settings = app.settings()
+    missing = credential_problems(collectors, settings)
+    clients = {collector.EXCHANGE.code: (collector, collector.open_client(settings)) for collector in collectors}
+    request = JobRequest(quote_job.JOB, tuple(clients), dict(ctx.params), window="latest quotes")
+
+    def work(code, dsn, exchange_id):
+        collector, client = clients[code]
+        if code in missing:
+            return JobResult(quote_job.JOB, code, fatal=missing[code])
+        return quote_job.collect_quotes(dsn, exchange_id, collector, client)
+
+    finish(run_job(settings, request, lambda: open_database(app, collectors), work))
+
+
 def credential_problems(collectors, settings):
     """Given the selected collectors, return {exchange code: what to set} for those lacking credentials.
 
@@ -232,8 +257,10 @@ def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, 
               metavar="HOURS", help="Critical when a job's last success is older.")
 @click.option("--lag-days", type=click.IntRange(min=0), default=3, show_default=True, metavar="DAYS",
               help="Warn about active symbols this far behind their exchange's newest candle.")
+@click.option("--quote-max-age", type=FiniteFloatRange(min=0, min_open=True), default=15, show_default=True,
+              metavar="MINUTES", help="Critical when the newest quote is older (KIS: while KRX trades).")
 @click.pass_obj
-def status(app, exchange, as_json, max_age, lag_days):
+def status(app, exchange, as_json, max_age, lag_days, quote_max_age):
     """Report each job's health; exit 0 ok, 1 warning, 2 critical (monitoring-plugin codes)."""
     from wombat_collect.collectors import EXCHANGE_CODES
     from wombat_collect.logging_setup import redact
@@ -244,7 +271,7 @@ def status(app, exchange, as_json, max_age, lag_days):
         logging.getLogger().setLevel(logging.WARNING)  # stdout is the report's (and --json's) alone
     try:
         dsn, _ = open_database(app, [collector for collector in map(_import_collector, EXCHANGE_CODES) if collector])
-        report = read_report(dsn, codes, max_age, lag_days)
+        report = read_report(dsn, codes, max_age, lag_days, quote_max_age)
     except WombatError as error:
         click.echo(redact(f"WOMBAT-COLLECT CRITICAL - {error}"))
         sys.exit(EXIT_CRITICAL)

@@ -65,6 +65,7 @@ class Settings:
     kis_token_retry_wait: float = DEFAULT_KIS_TOKEN_RETRY_WAIT
     lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT  # None: leave the session's own value
     statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT
+    kis_virtual: bool = False  # KIS_ENV=virtual: the paper-trading host, which lacks some TRs
 
 
 def read_environment(env_file=None, environ=None):
@@ -182,6 +183,7 @@ def load_settings(variables):
         lock_timeout=_timeout(variables, "WOMBAT_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT, dsn, "lock_timeout"),
         statement_timeout=_timeout(variables, "WOMBAT_STATEMENT_TIMEOUT", DEFAULT_STATEMENT_TIMEOUT, dsn,
                                    "statement_timeout"),
+        kis_virtual=virtual,
     )
 
 

@@ -109,3 +109,30 @@ class RejectedCandle:
     """A candle the exchange sent but that could not be read; counted, never stored."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The latest quote of one symbol (a `realtime_prices` row).
+
+    Prices are the last trade, the best bid and the best ask; `volume_24h` is in
+    base units (KRX: the day's accumulated volume); `change_rate` is the change
+    against the previous close in percent, rounded to 4 decimals; `quoted_at`
+    is the exchange's quote time, or the time of the answer where it gives none.
+    """
+
+    symbol: str
+    current: Decimal
+    bid: Decimal | None
+    ask: Decimal | None
+    volume_24h: Decimal | None
+    change_rate: Decimal | None
+    quoted_at: datetime
+
+
+@dataclass(frozen=True)
+class RejectedQuote:
+    """A quote the exchange sent but that could not be read; counted, never stored."""
+
+    symbol: str
+    reason: str

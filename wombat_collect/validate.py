@@ -1,15 +1,18 @@
-"""Checks every candle and listed symbol passes before it may be written."""
+"""Checks every candle, listed symbol and quote passes before it may be written."""
 
 import dataclasses
 import re
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 EARLIEST_SANE_DATE = datetime(1980, 1, 1, tzinfo=timezone.utc)  # before any KRX/Upbit history we store
 PRICE_LIMIT = Decimal("1e12")  # NUMERIC(20,8) holds less than 10^12
 VOLUME_LIMIT = Decimal("1e22")  # NUMERIC(30,8) holds less than 10^22
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: never part of a code or name
 SYMBOL_TEXT_FIELDS = ("base_asset", "quote_asset", "market", "symbol_type")  # names: control characters stripped
+QUOTE_LIMIT = Decimal("1e12")  # realtime_prices: NUMERIC(20,8) prices and volume_24h
+CHANGE_RATE_LIMIT = Decimal("1e4")  # realtime_prices.change_rate NUMERIC(8,4) holds less than 10^4
+CHANGE_RATE_QUANTUM = Decimal("0.0001")  # the column's 4 decimals
 
 
 def candle_problem(candle, now):
@@ -54,3 +57,33 @@ def clean_symbol(record):
     changes = {name: CONTROL_CHARACTERS.sub("", getattr(record, name)) for name in SYMBOL_TEXT_FIELDS
                if isinstance(getattr(record, name), str)}
     return dataclasses.replace(record, **changes)
+
+
+def rounded_percent(value):
+    """Given a change in percent (Decimal), return it rounded half up to the column's 4 decimals.
+
+    A value too large for the column comes back unrounded (quote_problem rejects it).
+    """
+    if not value.is_finite() or abs(value) >= CHANGE_RATE_LIMIT:
+        return value
+    return value.quantize(CHANGE_RATE_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def quote_problem(quote):
+    """Given a Quote, return why its values do not fit `realtime_prices`, or None.
+
+    A storable quote has a positive current price, non-negative bid, ask and
+    24-hour volume (where given), all below 10^12 (NUMERIC(20,8)), a change rate
+    between -10^4 and 10^4 (NUMERIC(8,4)) and a timezone-aware quote time.
+    """
+    if quote.quoted_at.utcoffset() is None:
+        return f"{quote.symbol}: quote time has no time zone"
+    if not quote.current.is_finite() or not 0 < quote.current < QUOTE_LIMIT:
+        return f"{quote.symbol}: current price {quote.current} not positive or out of range"
+    for name, value in (("bid price", quote.bid), ("ask price", quote.ask), ("24h volume", quote.volume_24h)):
+        if value is not None and (not value.is_finite() or not 0 <= value < QUOTE_LIMIT):
+            return f"{quote.symbol}: {name} {value} negative or out of range"
+    rate = quote.change_rate
+    if rate is not None and (not rate.is_finite() or abs(rate) >= CHANGE_RATE_LIMIT):
+        return f"{quote.symbol}: change rate {rate} % does not fit NUMERIC(8,4)"
+    return None

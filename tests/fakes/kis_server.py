@@ -1,4 +1,5 @@
-"""FakeKis: a fake KIS Open API host (token, daily prices) that also serves the master files.
+"""FakeKis: a fake KIS Open API host (token, daily prices, multi-price quotes) that also serves
+the master files.
 
 Follows shared/reference/kis-api.md. Choices where the reference is silent or uncertain:
 
@@ -28,6 +29,15 @@ Follows shared/reference/kis-api.md. Choices where the reference is silent or un
   (FID_ORG_ADJ_PRC=1) is otherwise unchanged. The adjusted series (0) divides prices of rows
   before the split day by the ratio (rounded half-up to whole won), multiplies their volumes,
   keeps traded values, and recomputes ``prdy_vrss``/``prdy_vrss_sign`` from adjusted closes.
+- Multi-price quotes (``intstock-multprice``, tr_id FHKST11300006): the same header and rate
+  checks as daily prices; pairs ``FID_COND_MRKT_DIV_CODE_n``/``FID_INPUT_ISCD_n`` for n = 1..30
+  (a gap, more than 30, or a division code other than J/NX/UN: OPSQ2001). ``output`` holds one
+  row per code that has a quote (``set_quote``) or daily rows (then derived from the newest row:
+  price = close, bid = close, ask = close + one tick), in the order asked; other codes are left
+  out. Field names are those of the reference plus, as seen in the official sample's column
+  list, ``inter_kor_isnm``, ``inter2_prdy_vrss``, ``prdy_vrss_sign``, ``inter2_oprc``,
+  ``inter2_hgpr``, ``inter2_lwpr`` and ``acml_tr_pbmn``. ``virtual=True`` plays the virtual
+  host, which lacks this TR: MCA00124 (HTTP 404).
 - The KONEX tail layout (38 fields, 184 bytes) is the official sample's (그룹코드 first, no
   그룹사코드); the reference only gives its total.
 """
@@ -70,7 +80,10 @@ TOKEN_PATH = "/oauth2/tokenP"
 REVOKE_PATH = "/oauth2/revokeP"
 PRICE_PATH = "/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice"
 MASTER_PREFIX = "/common/master/"
+QUOTES_PATH = "/uapi/domestic-stock/v1/quotations/intstock-multprice"
 PRICE_TR_ID = "FHKST03010100"
+QUOTES_TR_ID = "FHKST11300006"
+MAX_QUOTE_CODES = 30
 CUSTOMER_TYPE = "P"
 
 MAX_ROWS = 100
@@ -682,6 +695,43 @@ def parse_price_query(query: dict[str, str]) -> PriceQuery:
     )
 
 
+def parse_quote_codes(query: dict[str, str]) -> list[str]:
+    """Given the query of a multi-price request, return its codes in order. Raise _Reject with
+    OPSQ2001 when the numbers are not 1..n (n <= 30), a code is empty or a division code is bad."""
+    upper = {name.upper(): value for name, value in query.items()}
+    prefix = "FID_INPUT_ISCD_"
+    numbers = sorted(int(name[len(prefix):]) for name in upper
+                     if name.startswith(prefix) and name[len(prefix):].isdigit())
+    if not numbers or numbers != list(range(1, len(numbers) + 1)) or len(numbers) > MAX_QUOTE_CODES:
+        raise _Reject(rest_error(200, "OPSQ2001", field=prefix + "1"))
+    for number in numbers:
+        if not upper[f"{prefix}{number}"] or upper.get(f"FID_COND_MRKT_DIV_CODE_{number}") not in MARKET_DIV_CODES:
+            raise _Reject(rest_error(200, "OPSQ2001", field=f"{prefix}{number}"))
+    return [upper[f"{prefix}{number}"] for number in numbers]
+
+
+def _blank_quote(code: str) -> dict[str, str]:
+    """Given a code, return a multi-price row of zeros (to be filled by ``set_quote``)."""
+    keys = ("inter2_prpr", "inter2_prdy_vrss", "prdy_ctrt", "acml_vol", "inter2_oprc", "inter2_hgpr",
+            "inter2_lwpr", "inter2_askp", "inter2_bidp", "acml_tr_pbmn", "inter2_prdy_clpr")
+    return {"inter_shrn_iscd": code, "inter_kor_isnm": "", "prdy_vrss_sign": SIGN_FLAT, **{key: "0" for key in keys}}
+
+
+def _quote_from_series(code: str, name: str, series: list[dict[str, str]]) -> dict[str, str]:
+    """Given a code, its name and its original daily rows oldest first, return the multi-price row
+    of the newest day: price = close, bid = close, ask = close + one tick, change in percent (2 dp)."""
+    snapshot = _output1(code, name, series)
+    close = int(snapshot["stck_prpr"])
+    return {
+        "inter_shrn_iscd": code, "inter_kor_isnm": name, "inter2_prpr": snapshot["stck_prpr"],
+        "inter2_prdy_vrss": snapshot["prdy_vrss"], "prdy_vrss_sign": snapshot["prdy_vrss_sign"],
+        "prdy_ctrt": snapshot["prdy_ctrt"], "acml_vol": snapshot["acml_vol"], "inter2_oprc": snapshot["stck_oprc"],
+        "inter2_hgpr": snapshot["stck_hgpr"], "inter2_lwpr": snapshot["stck_lwpr"],
+        "inter2_askp": str(close + _krx_tick(close)), "inter2_bidp": str(close),
+        "acml_tr_pbmn": snapshot["acml_tr_pbmn"], "inter2_prdy_clpr": snapshot["stck_prdy_clpr"],
+    }
+
+
 def _utc_now() -> datetime:
     """Return the current time, timezone aware."""
     return datetime.now(timezone.utc)
@@ -710,8 +760,11 @@ class FakeKis(FakeService):
         now: Callable[[], datetime] | None = None,
         pad_empty: bool = False,
         duplicate_rows: bool = False,
+        virtual: bool = False,
     ) -> None:
         super().__init__(latency)
+        self.virtual = virtual
+        self._quotes: dict[str, dict[str, str]] = {}
         self.app_key = app_key
         self.app_secret = app_secret
         self.token_throttle_seconds = token_throttle_seconds
@@ -769,6 +822,22 @@ class FakeKis(FakeService):
             row.update(flng_cls_code=flng_cls_code, mod_yn="Y")
             self._splits.setdefault(code, []).append((day, Decimal(ratio)))
 
+    def set_quote(self, code: str, **fields: str) -> dict[str, str]:
+        """Given a code and multi-price fields, set its quote row: the derived one (or a blank
+        one) with those fields replaced (a field set to ``...`` is removed). Return it."""
+        with self._lock:
+            row = {**(self._quotes.get(code) or self.quote(code) or _blank_quote(code)), **fields}
+            self._quotes[code] = {key: value for key, value in row.items() if value is not ...}
+            return dict(self._quotes[code])
+
+    def quote(self, code: str) -> dict[str, str] | None:
+        """Given a code, return its multi-price row, or None if it has no quote and no daily rows."""
+        with self._lock:
+            if code in self._quotes:
+                return dict(self._quotes[code])
+            series = self.series(code, adjusted=False)
+            return _quote_from_series(code, self._names.get(code, ""), series) if series else None
+
     def set_master(self, market: str, zip_bytes: bytes | None) -> None:
         """Given a master market and zip bytes (None removes it), serve them."""
         with self._lock:
@@ -795,7 +864,7 @@ class FakeKis(FakeService):
 
     def _admit(self, request: Request) -> Admission:
         """Given a request, reject price requests above the per-app-key rate with EGW00201."""
-        if request.path != PRICE_PATH:
+        if request.path not in (PRICE_PATH, QUOTES_PATH):
             return Admission()
         accepted, _ = self._limiter.acquire(request.header("appkey", ""))
         return Admission() if accepted else Admission(rest_error(500, "EGW00201"))
@@ -808,6 +877,7 @@ class FakeKis(FakeService):
             ("POST", TOKEN_PATH): self._answer_token,
             ("POST", REVOKE_PATH): self._answer_revoke,
             ("GET", PRICE_PATH): lambda req: self._answer_prices(req, stuck_cursor),
+            ("GET", QUOTES_PATH): self._answer_quotes,
         }
         try:
             if request.method == "GET" and request.path.startswith(MASTER_PREFIX):
@@ -905,8 +975,8 @@ class FakeKis(FakeService):
 
     # ---- daily prices
 
-    def _check_price_headers(self, request: Request) -> None:
-        """Given a price request, raise _Reject (HTTP 500, rt_cd "1") for a missing or wrong
+    def _check_price_headers(self, request: Request, tr_id: str = PRICE_TR_ID) -> None:
+        """Given a price (or quotes) request and its tr_id, raise _Reject (HTTP 500, rt_cd "1") for a missing or wrong
         app key, secret, authorization, token, tr_id or custtype."""
         for header, valid, missing_code, wrong_code in (
             ("appkey", self.app_key, "EGW00102", "EGW00103"),
@@ -916,7 +986,7 @@ class FakeKis(FakeService):
             if not value or value != valid:
                 raise _Reject(rest_error(500, missing_code if not value else wrong_code))
         self._check_token(request.header("authorization") or "")
-        if request.header("tr_id") != PRICE_TR_ID:
+        if request.header("tr_id") != tr_id:
             raise _Reject(rest_error(500, "OPSQ0002"))
         if request.header("custtype") != CUSTOMER_TYPE:
             raise _Reject(rest_error(500, "EGW00208"))
@@ -985,6 +1055,18 @@ class FakeKis(FakeService):
             "msg1": OK_MESSAGE,
         }
         return json_response(200, body, **{"tr_id": PRICE_TR_ID, "tr_cont": "", "gt_uid": secrets.token_hex(16)})
+
+    # ---- multi-price quotes
+
+    def _answer_quotes(self, request: Request) -> Response:
+        """Given a multi-price request, return the quote rows of its codes (those that have one)."""
+        if self.virtual:
+            return rest_error(404, "MCA00124")
+        self._check_price_headers(request, QUOTES_TR_ID)
+        codes = parse_quote_codes(request.query)
+        rows = [row for row in map(self.quote, codes) if row is not None]
+        body = {"rt_cd": "0", "msg_cd": OK_CODE, "msg1": OK_MESSAGE, "output": rows}
+        return json_response(200, body, **{"tr_id": QUOTES_TR_ID, "tr_cont": "", "gt_uid": secrets.token_hex(16)})
 
     # ---- master files
 

@@ -1,4 +1,5 @@
-"""FakeUpbit: a fake Upbit quotation API (``/v1/market/all`` and ``/v1/candles/days``).
+"""FakeUpbit: a fake Upbit quotation API (``/v1/market/all``, ``/v1/candles/days``,
+``/v1/ticker/all`` and ``/v1/orderbook``).
 
 Follows shared/reference/upbit-api.md. Choices where the reference is silent or uncertain:
 
@@ -19,6 +20,14 @@ Follows shared/reference/upbit-api.md. Choices where the reference is silent or 
 - A market's candles are served only while the market is in the market list: ``set_markets``
   without it (a delisting or rename) makes its candles 404. ``set_candles`` for a market not
   listed adds a default market row for it.
+- Quotes: ``/v1/ticker/all?quote_currencies=KRW,BTC`` answers the ticker of every listed market
+  of those quote currencies (a missing parameter: 400; an unknown currency: 404 Code not found);
+  ``/v1/orderbook?markets=A,B`` answers one order book per market, in the order asked (a missing
+  parameter: 400; any market not listed: 404 Code not found). A listed market without a ticker
+  set by ``set_ticker`` gets ``make_upbit_ticker``'s; its order book is ``make_upbit_orderbook``
+  around the ticker's price unless ``set_orderbook`` gave one. Both groups ("ticker",
+  "orderbook") have their own window, like candles. ``omit_quotes`` leaves markets out of both.
+  The shapes are recorded answers' (field names and order; values made up).
 - ``make_upbit_candles`` puts ``BIG_TRADE_PRICE`` (242634976840.02426000) as the oldest
   candle's ``candle_acc_trade_price`` whatever the quote currency.
 """
@@ -49,7 +58,11 @@ from tests.fakes.common import (
 
 MARKETS_PATH = "/v1/market/all"
 CANDLES_PATH = "/v1/candles/days"
-ROUTE_GROUPS = {MARKETS_PATH: "market", CANDLES_PATH: "candles"}
+TICKER_PATH = "/v1/ticker/all"
+ORDERBOOK_PATH = "/v1/orderbook"
+ROUTE_GROUPS = {MARKETS_PATH: "market", CANDLES_PATH: "candles", TICKER_PATH: "ticker", ORDERBOOK_PATH: "orderbook"}
+QUOTE_EPOCH_MS = 1_724_310_962_747  # 2024-08-22 07:16:02.747 UTC, a recorded ticker's timestamp
+ORDERBOOK_LEVELS = 15
 DEFAULT_GROUP = "default"
 
 DEFAULT_RATE_LIMIT = 10
@@ -243,6 +256,48 @@ def make_upbit_candles(
     return candles
 
 
+def make_upbit_ticker(market: str, seed: int = 0, timestamp: int = QUOTE_EPOCH_MS) -> dict[str, Any]:
+    """Given a market, return a deterministic ticker in the shape of a recorded ``/v1/ticker`` answer.
+
+    ``signed_change_rate`` has 10 decimals (a ratio), numbers are ``Decimal``; ``timestamp`` and
+    ``trade_timestamp`` are epoch ms (the trade 34 ms before the ticker).
+    """
+    quote = _quote_of(market)
+    rng = random.Random(stable_seed(seed, "ticker " + market))
+    previous = _price(rng.uniform(*BASE_PRICE_RANGE[quote]), quote)
+    price = _price(float(previous) * rng.uniform(0.9, 1.1), quote)
+    change = price - previous
+    rate = (change / previous).quantize(Decimal("0.0000000001"))
+    volume = Decimal(str(rng.uniform(10, 1e7))).quantize(EIGHT_DECIMALS)
+    moment = datetime.fromtimestamp(timestamp / 1000, timezone.utc)
+    return {
+        "market": market, "trade_date": f"{moment:%Y%m%d}", "trade_time": f"{moment:%H%M%S}",
+        "trade_date_kst": f"{moment.astimezone(KST):%Y%m%d}", "trade_time_kst": f"{moment.astimezone(KST):%H%M%S}",
+        "trade_timestamp": timestamp - 34, "opening_price": previous, "high_price": max(price, previous),
+        "low_price": min(price, previous), "trade_price": price, "prev_closing_price": previous,
+        "change": "RISE" if change > 0 else "FALL" if change < 0 else "EVEN",
+        "change_price": abs(change), "change_rate": abs(rate), "signed_change_price": change,
+        "signed_change_rate": rate, "trade_volume": Decimal("0.00042335"),
+        "acc_trade_price": (volume * price / 3).quantize(EIGHT_DECIMALS),
+        "acc_trade_price_24h": (volume * price).quantize(EIGHT_DECIMALS),
+        "acc_trade_volume": (volume / 3).quantize(EIGHT_DECIMALS), "acc_trade_volume_24h": volume,
+        "highest_52_week_price": price * 2,
+        "highest_52_week_date": "2024-03-14", "lowest_52_week_price": previous / 2,
+        "lowest_52_week_date": "2023-09-11", "timestamp": timestamp,
+    }
+
+
+def make_upbit_orderbook(market: str, price: Decimal, timestamp: int = QUOTE_EPOCH_MS) -> dict[str, Any]:
+    """Given a market and its last price, return an order book in the recorded shape: best level
+    first, asks one tick above the price and up, bids at the price and down."""
+    tick = PRICE_QUANTUM[_quote_of(market)]
+    units = [{"ask_price": price + tick * (level + 1), "bid_price": max(price - tick * level, tick),
+              "ask_size": Decimal("0.24078656"), "bid_size": Decimal("0.00718341")}
+             for level in range(ORDERBOOK_LEVELS)]
+    return {"market": market, "timestamp": timestamp, "total_ask_size": Decimal("8.83621228"),
+            "total_bid_size": Decimal("2.43976741"), "orderbook_units": units, "level": 0}
+
+
 # --------------------------------------------------------------------------- parsing
 
 
@@ -323,6 +378,9 @@ class FakeUpbit(FakeService):
         self.blocked = blocked
         self.blocks = 1 if blocked else 0
         self._recent_429s: deque[float] = deque()
+        self._tickers: dict[str, dict[str, Any]] = {}
+        self._orderbooks: dict[str, dict[str, Any]] = {}
+        self.omit_quotes: set[str] = set()
 
     # ---- mutators
 
@@ -343,6 +401,37 @@ class FakeUpbit(FakeService):
         with self._lock:
             self._markets = [row for row in self._markets if row["market"] != market]
             self._candles.pop(market, None)
+
+    def set_ticker(self, market: str, **fields: Any) -> dict[str, Any]:
+        """Given a market and ticker fields, set its ticker: ``make_upbit_ticker``'s with those
+        fields replaced (a field set to ``...`` is removed); list the market if needed. Return it."""
+        with self._lock:
+            ticker = {**self._tickers.get(market, make_upbit_ticker(market)), **fields}
+            self._tickers[market] = {key: value for key, value in ticker.items() if value is not ...}
+            if market not in self._listed_codes():
+                self._markets.append(default_market_row(market))
+            return dict(self._tickers[market])
+
+    def set_orderbook(self, market: str, orderbook: dict[str, Any] | None) -> None:
+        """Given a market and an order-book object (None: derive it from the ticker), serve it."""
+        with self._lock:
+            if orderbook is None:
+                self._orderbooks.pop(market, None)
+            else:
+                self._orderbooks[market] = dict(orderbook)
+
+    def ticker(self, market: str) -> dict[str, Any]:
+        """Given a market, return the ticker it is answered with."""
+        with self._lock:
+            return dict(self._tickers.get(market) or make_upbit_ticker(market))
+
+    def orderbook(self, market: str) -> dict[str, Any]:
+        """Given a market, return the order book it is answered with."""
+        with self._lock:
+            stored = self._orderbooks.get(market)
+            price = self.ticker(market).get("trade_price")
+            price = price if isinstance(price, (int, Decimal)) else PRICE_QUANTUM[_quote_of(market)]
+            return dict(stored or make_upbit_orderbook(market, Decimal(price)))
 
     def set_blocked(self, blocked: bool) -> None:
         """Enter (True) or leave (False) blocked mode, where everything answers 418."""
@@ -398,6 +487,10 @@ class FakeUpbit(FakeService):
             return self._answer_markets(request)
         if request.method == "GET" and request.path == CANDLES_PATH:
             return self._answer_candles(request, stuck_cursor)
+        if request.method == "GET" and request.path == TICKER_PATH:
+            return self._answer_tickers(request)
+        if request.method == "GET" and request.path == ORDERBOOK_PATH:
+            return self._answer_orderbooks(request)
         return _error(404, "not_found", NOT_FOUND_ROUTE_MESSAGE)
 
     def _empty_response(self, request: Request) -> Response:
@@ -471,6 +564,32 @@ class FakeUpbit(FakeService):
             eligible = [row for start, row in stored if before is None or start < before]
         page = [self._candle_answer_row(row) for row in reversed(eligible[-count:])]
         return json_response(200, page, dumps_with_decimals)
+
+    def _answer_tickers(self, request: Request) -> Response:
+        """Given a ticker/all request, return the tickers of every listed market of its quote
+        currencies (listing order), or the matching 400/404."""
+        currencies = [code for code in (request.query.get("quote_currencies") or "").split(",") if code]
+        if not currencies:
+            return _error(400, 400, MISSING_PARAMETER_MESSAGE)
+        with self._lock:
+            listed = [row["market"] for row in self._markets]
+            if not set(currencies) <= {market.split("-", 1)[0] for market in listed}:
+                return _error(404, 404, CODE_NOT_FOUND_MESSAGE)
+            markets = [market for market in listed
+                       if market.split("-", 1)[0] in currencies and market not in self.omit_quotes]
+            rows = [self.ticker(market) for market in markets]
+        return json_response(200, rows, dumps_with_decimals)
+
+    def _answer_orderbooks(self, request: Request) -> Response:
+        """Given an orderbook request, return one order book per market asked, or the 400/404."""
+        markets = [code for code in (request.query.get("markets") or "").split(",") if code]
+        if not markets:
+            return _error(400, 400, MISSING_PARAMETER_MESSAGE)
+        with self._lock:
+            if not set(markets) <= self._listed_codes():
+                return _error(404, 404, CODE_NOT_FOUND_MESSAGE)
+            rows = [self.orderbook(market) for market in markets if market not in self.omit_quotes]
+        return json_response(200, rows, dumps_with_decimals)
 
     @staticmethod
     def _candle_answer_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -12,9 +12,13 @@ branch on the exchange:
     fetch_symbols(client, group)                 -> iterator of SymbolRecord
     fetch_daily_candles(client, symbol, start)   -> iterator of Candle | RejectedCandle, newest first
     candle_closes_at(timestamp)                  -> when that daily candle is final
+    quotes_unavailable(client)                   -> why no quotes can be had (None: they can)
+    fetch_quotes(client, symbols)                -> list of Quote | RejectedQuote (symbols missing
+                                                    from the exchange's answer are left out)
 """
 
 import importlib
+from concurrent.futures import ThreadPoolExecutor
 
 EXCHANGE_CODES = ("upbit", "kis")
 
@@ -24,3 +28,24 @@ def load_collector(code):
     if code not in EXCHANGE_CODES:
         raise KeyError(code)
     return importlib.import_module(f"wombat_collect.collectors.{code}")
+
+
+def chunks(items, size):
+    """Given a sequence and a chunk size, return consecutive lists of at most `size` items."""
+    return [list(items[start:start + size]) for start in range(0, len(items), size)]
+
+
+def map_concurrently(fetch, batches, workers):
+    """Given fetch(batch) -> list, call it for every batch on up to `workers` threads.
+
+    Return the concatenated results in batch order. Raise the first batch's error
+    (in batch order) if any batch failed; the pacers of the client keep the rate.
+    """
+    if len(batches) <= 1 or workers <= 1:
+        return [item for batch in batches for item in fetch(batch)]
+    executor = ThreadPoolExecutor(max_workers=min(workers, len(batches)), thread_name_prefix="quotes")
+    try:
+        futures = [executor.submit(fetch, batch) for batch in batches]
+        return [item for future in futures for item in future.result()]
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)  # after a failure, batches not begun are dropped

@@ -1,4 +1,4 @@
-"""KIS (Korea Investment & Securities) Open API: master-file listings and daily prices.
+"""KIS (Korea Investment & Securities) Open API: master-file listings, daily prices and quotes.
 
 Facts: ../shared/reference/kis-api.md. Symbols are KIS short codes as listed
 (`005930`, `00680K`, `F70101786`); the listing comes from one master file per
@@ -18,6 +18,7 @@ import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
+from wombat_collect.collectors import chunks, map_concurrently
 from wombat_collect.collectors.kis_master import MAX_ZIP_BYTES, master_url, parse_master, read_member
 from wombat_collect.collectors.kis_token import (
     CREDENTIAL_CODES,
@@ -30,8 +31,8 @@ from wombat_collect.collectors.paging import check_page_budget, page_budget
 from wombat_collect.errors import ExchangeError
 from wombat_collect.http import HttpClient, Verdict, flatten, snippet
 from wombat_collect.ratelimit import RateLimiter
-from wombat_collect.records import Candle, ExchangeInfo, RejectedCandle
-from wombat_collect.validate import EARLIEST_SANE_DATE
+from wombat_collect.records import Candle, ExchangeInfo, Quote, RejectedCandle, RejectedQuote
+from wombat_collect.validate import EARLIEST_SANE_DATE, rounded_percent
 
 EXCHANGE = ExchangeInfo(code="kis", name="Korea Investment & Securities", country="KR", timezone="Asia/Seoul")
 MARKETS = ("KOSPI", "KOSDAQ", "KONEX")
@@ -57,6 +58,19 @@ RATE_CODE = "EGW00201"
 TOKEN_CODES = {"EGW00121", "EGW00123"}  # invalid, expired token: renew once
 TRANSIENT_CODES = {"EGW00002"}  # "server error": retry like a bare 5xx
 NO_CORPORATE_ACTION = ("", "00")  # flng_cls_code
+QUOTES_PATH = "/uapi/domestic-stock/v1/quotations/intstock-multprice"
+QUOTES_HEADERS = {"content-type": "application/json; charset=utf-8", "tr_id": "FHKST11300006", "custtype": "P"}
+QUOTE_CODES_PER_REQUEST = 30  # FID_INPUT_ISCD_1 .. _30
+QUOTE_WORKERS = 4  # multi-price requests in flight at once (the app key's pacer keeps the rate)
+VIRTUAL_HOST_NOTE = "quotes need the multi-price TR FHKST11300006, which the virtual host (KIS_ENV=virtual) lacks"
+QUOTE_FIELDS = {  # Quote field -> multi-price output field; change_rate is already in percent
+    "current": "inter2_prpr",
+    "bid": "inter2_bidp",
+    "ask": "inter2_askp",
+    "volume_24h": "acml_vol",  # the day's accumulated volume (KRX has no rolling 24 h)
+    "change_rate": "prdy_ctrt",
+}
+OPTIONAL_QUOTE_FIELDS = ("bid", "ask")  # "0" or blank: nothing standing on that side
 CANDLE_FIELDS = {
     "open": "stck_oprc",
     "high": "stck_hgpr",
@@ -70,9 +84,10 @@ CANDLE_FIELDS = {
 class KisClient(HttpClient):
     """An HttpClient for KIS that also knows which price series (adjusted or original) to ask for."""
 
-    def __init__(self, *arguments, adjusted=True, **keywords):
+    def __init__(self, *arguments, adjusted=True, virtual=False, **keywords):
         super().__init__(*arguments, **keywords)
         self.adjusted = adjusted
+        self.virtual = virtual
 
 
 def credentials_problem(settings):
@@ -105,7 +120,7 @@ def new_client(settings, authenticator):
     limiters = {PRICES_GROUP: RateLimiter(settings.kis_rate_limit), MASTER_GROUP: RateLimiter(MASTER_DOWNLOAD_RATE)}
     return KisClient("kis", settings.kis_api_url, limiters, classify, settings.http_timeout,
                      authenticator=authenticator, links={"master": settings.kis_master_url},
-                     adjusted=settings.kis_adjusted)
+                     adjusted=settings.kis_adjusted, virtual=settings.kis_virtual)
 
 
 def fetch_symbols(client, group=None):
@@ -242,6 +257,53 @@ def is_corporate_action(row):
 def candle_closes_at(timestamp):
     """Given a daily candle's start (00:00 UTC of the trade date), return when it is final: 18:00 KST."""
     return timestamp + FINAL_AFTER
+
+
+def quotes_unavailable(client):
+    """Given a client, return why it cannot fetch quotes (the virtual host), or None."""
+    return VIRTUAL_HOST_NOTE if client.virtual else None
+
+
+def fetch_quotes(client, symbols):
+    """Given short codes, return a Quote (or RejectedQuote) for each one the answers hold.
+
+    QUOTE_CODES_PER_REQUEST codes a multi-price request, QUOTE_WORKERS requests
+    at once. KIS gives no quote time: it is the time of each answer. Codes
+    absent from the answers are left out. Raise ExchangeError if an answer
+    cannot be had or its output is not a list.
+    """
+    return map_concurrently(lambda batch: fetch_quote_batch(client, batch),
+                            chunks(list(symbols), QUOTE_CODES_PER_REQUEST), QUOTE_WORKERS)
+
+
+def fetch_quote_batch(client, codes):
+    """Given at most 30 codes, return the Quotes and RejectedQuotes of one multi-price answer."""
+    params = {}
+    for number, code in enumerate(codes, start=1):
+        params[f"FID_COND_MRKT_DIV_CODE_{number}"] = MARKET_DIVISION
+        params[f"FID_INPUT_ISCD_{number}"] = code
+    payload = client.request_json("GET", QUOTES_PATH, PRICES_GROUP, params=params, headers=QUOTES_HEADERS)
+    answered_at = datetime.now(timezone.utc)
+    rows = payload.get("output")
+    if not isinstance(rows, list):
+        raise ExchangeError(f"kis: multi-price output is not a list: {snippet(str(rows))}")
+    wanted = set(codes)
+    return [parse_quote(row, answered_at) for row in rows
+            if isinstance(row, dict) and str(row.get("inter_shrn_iscd") or "").strip() in wanted]
+
+
+def parse_quote(row, answered_at):
+    """Given one multi-price output row and the answer's time, return a Quote or a RejectedQuote."""
+    code = str(row["inter_shrn_iscd"]).strip()
+    values = {}
+    for field, source in QUOTE_FIELDS.items():
+        values[field] = decimal_of(row.get(source))
+        if field in OPTIONAL_QUOTE_FIELDS and not values[field]:
+            values[field] = None  # no bid or ask standing ("0" or blank)
+        elif values[field] is None:
+            return RejectedQuote(code, f"{code}: {source} is not a number: {snippet(repr(row.get(source)))}")
+    values["change_rate"] = rounded_percent(values["change_rate"])
+    return Quote(code, quoted_at=answered_at, **values)
 
 
 def classify(answer):

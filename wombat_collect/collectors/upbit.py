@@ -1,4 +1,4 @@
-"""Upbit quotation API: the market listing and daily candles (no key needed).
+"""Upbit quotation API: the market listing, daily candles and quotes (no key needed).
 
 Facts: ../shared/reference/upbit-api.md. Upbit codes are QUOTE-BASE (`KRW-BTC`);
 the backend stores BASE/QUOTE (`BTC/KRW`).
@@ -9,12 +9,13 @@ import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
+from wombat_collect.collectors import chunks, map_concurrently
 from wombat_collect.collectors.paging import PERIOD, check_moved_back, check_page_budget, page_budget
 from wombat_collect.errors import ExchangeError
 from wombat_collect.http import HttpClient, Verdict, flatten, snippet
 from wombat_collect.ratelimit import RateLimiter
-from wombat_collect.records import Candle, ExchangeInfo, RejectedCandle, SymbolRecord
-from wombat_collect.validate import EARLIEST_SANE_DATE
+from wombat_collect.records import Candle, ExchangeInfo, Quote, RejectedCandle, RejectedQuote, SymbolRecord
+from wombat_collect.validate import EARLIEST_SANE_DATE, rounded_percent
 
 EXCHANGE = ExchangeInfo(code="upbit", name="Upbit", country="KR", timezone="Asia/Seoul")
 MARKETS = ("KRW", "BTC", "USDT")
@@ -29,7 +30,13 @@ PAGE_SIZE = 200
 EARLIEST_DATE = date(2017, 1, 1)  # before Upbit's first candles (it opened in October 2017): "all history"
 LISTING_PATH = "/v1/market/all"
 CANDLES_PATH = "/v1/candles/days"
-GROUPS = ("market", "candles")
+TICKER_PATH = "/v1/ticker/all"  # every market of the named quote currencies in one answer
+ORDERBOOK_PATH = "/v1/orderbook"
+ORDERBOOK_MARKETS_PER_REQUEST = 100  # undocumented maximum; keeps the URL near 1 KB
+QUOTE_WORKERS = 4  # order-book requests in flight at once (the pacer keeps the rate)
+QUOTE_FIELDS = {"current": "trade_price", "volume_24h": "acc_trade_volume_24h", "change_rate": "signed_change_rate"}
+PERCENT = Decimal(100)  # signed_change_rate is a ratio: 0.0644100407 = 6.4410 %
+GROUPS = ("market", "candles", "ticker", "orderbook")
 CANDLE_FIELDS = {
     "open": "opening_price",
     "high": "high_price",
@@ -153,6 +160,88 @@ def parse_candle(row):
 def candle_closes_at(timestamp):
     """Given a daily candle's start (00:00 UTC), return when it is final: the next midnight UTC."""
     return timestamp + timedelta(days=1)
+
+
+def quotes_unavailable(client):
+    """Given a client, return why quotes cannot be had from it: never (None)."""
+    return None
+
+
+def fetch_quotes(client, symbols):
+    """Given BASE/QUOTE symbols, return a Quote (or RejectedQuote) for each one Upbit quotes.
+
+    One ticker/all request names every quote currency of the symbols; the best
+    bid and ask come from the order book, ORDERBOOK_MARKETS_PER_REQUEST markets
+    a request. Symbols absent from the ticker answer are left out. Raise
+    ExchangeError if an answer cannot be had or is not a list.
+    """
+    wanted = {market_code(symbol): symbol for symbol in symbols}
+    currencies = sorted({market.split("-")[0] for market in wanted})
+    if not currencies:
+        return []
+    tickers = answer_rows(client, TICKER_PATH, "ticker", {"quote_currencies": ",".join(currencies)})
+    tickers = {row["market"]: row for row in tickers if row.get("market") in wanted}
+    books = map_concurrently(lambda batch: fetch_order_books(client, batch),
+                             chunks(sorted(tickers), ORDERBOOK_MARKETS_PER_REQUEST), QUOTE_WORKERS)
+    books = {row["market"]: row for row in books if isinstance(row.get("market"), str)}
+    return [parse_quote(wanted[market], row, books.get(market)) for market, row in sorted(tickers.items())]
+
+
+def fetch_order_books(client, markets):
+    """Given Upbit market codes, return their order-book objects (one request)."""
+    return answer_rows(client, ORDERBOOK_PATH, "orderbook", {"markets": ",".join(markets)})
+
+
+def answer_rows(client, path, group, params):
+    """Given a request, return its answer's objects. Raise ExchangeError if the answer is not a list."""
+    answer = client.request_json("GET", path, group, params=params)
+    if not isinstance(answer, list):
+        raise ExchangeError(f"upbit: {path} answer is not a list: {snippet(str(answer))}")
+    return [row for row in answer if isinstance(row, dict)]
+
+
+def parse_quote(symbol, ticker, book):
+    """Given a symbol, its ticker object and its order book (or None), return a Quote or RejectedQuote.
+
+    The quote time is the ticker's `timestamp` (else `trade_timestamp`); bid and
+    ask are the first order-book level's, None without an order book.
+    """
+    values = {}
+    for field, source in QUOTE_FIELDS.items():
+        values[field] = number_of(ticker.get(source))
+        if values[field] is None:
+            return RejectedQuote(symbol, f"{symbol}: {source} is not a number: {snippet(repr(ticker.get(source)))}")
+    stamp = ticker.get("timestamp", ticker.get("trade_timestamp"))
+    quoted_at = epoch_ms_time(stamp)
+    if quoted_at is None:
+        return RejectedQuote(symbol, f"{symbol}: timestamp is not epoch milliseconds: {snippet(repr(stamp))}")
+    bid, ask = best_bid_ask(book)
+    return Quote(symbol, values["current"], bid, ask, values["volume_24h"],
+                 rounded_percent(values["change_rate"] * PERCENT), quoted_at)
+
+
+def epoch_ms_time(value):
+    """Given epoch milliseconds (a JSON number), return the aware UTC datetime, or None if unreadable."""
+    number = number_of(value)
+    try:
+        return datetime.fromtimestamp(int(number) / 1000, timezone.utc) if number is not None else None
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def best_bid_ask(book):
+    """Given an order-book object (or None), return (best bid, best ask) as Decimals, None where absent."""
+    units = book.get("orderbook_units") if isinstance(book, dict) else None
+    first = units[0] if isinstance(units, list) and units and isinstance(units[0], dict) else {}
+    return number_of(first.get("bid_price")), number_of(first.get("ask_price"))
+
+
+def number_of(value):
+    """Given a JSON value, return it as a finite Decimal, or None if it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        return None
+    number = Decimal(value)
+    return number if number.is_finite() else None
 
 
 def market_code(symbol):

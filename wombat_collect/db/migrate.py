@@ -26,12 +26,16 @@ REQUIRED_COLUMNS = {
         "id", "symbol_id", "timestamp", "timeframe", "open_price", "high_price", "low_price",
         "close_price", "volume", "quote_volume", "created_at",
     ),
+    "realtime_prices": (
+        "id", "symbol_id", "current_price", "bid_price", "ask_price", "volume_24h", "change_rate", "updated_at",
+    ),
 }
 # The unique keys that the upserts' ON CONFLICT clauses name.
 REQUIRED_UNIQUE_KEYS = {
     "exchange": ("code",),
     "symbol": ("exchange_id", "symbol"),
     "pricedata": ("symbol_id", "timeframe", "timestamp"),
+    "realtime_prices": ("symbol_id",),
 }
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Raw-SQL reads and upserts of `exchange`, `symbol` and `pricedata`.
+"""Raw-SQL reads and upserts of `exchange`, `symbol`, `pricedata` and `realtime_prices`.
 
 Every function takes an open connection and leaves transaction control to the
 caller, so a job can make one transaction per symbol. Values always travel as
@@ -110,6 +110,36 @@ def candle_copy_buffer(symbol_id, candles, timeframe):
         buffer.write("\t".join("\\N" if value is None else str(value) for value in values) + "\n")
     buffer.seek(0)
     return buffer
+
+
+def upsert_quotes(connection, rows):
+    """Given [(symbol id, Quote)], upsert them into realtime_prices with one statement.
+
+    Duplicate symbol ids keep the last quote; unchanged quotes are not rewritten.
+    Return UpsertCounts.
+    """
+    unique = dict(rows)
+    if not unique:
+        return UpsertCounts()
+    quotes = list(unique.values())
+    parameters = {
+        "symbol_ids": list(unique), "current_prices": [quote.current for quote in quotes],
+        "bid_prices": [quote.bid for quote in quotes], "ask_prices": [quote.ask for quote in quotes],
+        "volumes": [quote.volume_24h for quote in quotes], "change_rates": [quote.change_rate for quote in quotes],
+        "updated_ats": [quote.quoted_at for quote in quotes],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(statement("upsert_quotes"), parameters)
+        returned = cursor.fetchall()
+    inserted = sum(1 for (was_inserted,) in returned if was_inserted)
+    return UpsertCounts(inserted, len(returned) - inserted, len(unique) - len(returned))
+
+
+def newest_quotes(connection, codes):
+    """Given exchange codes, return {code: newest realtime_prices.updated_at of its symbols, or None}."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement("newest_quotes"), {"codes": list(codes)})
+        return dict(cursor.fetchall())
 
 
 def ping(connection):

@@ -4,8 +4,15 @@ States and exit codes follow the monitoring-plugin convention (Nagios,
 Icinga; usable as a systemd ExecCondition):
     0 ok
     1 warning   never run; last run partial or interrupted; active symbols lagging
-    2 critical  last run failed; no success within --max-age hours (or never)
+    2 critical  last run failed; no success within --max-age hours (or never);
+                the newest quote older than --quote-max-age minutes
 A 'running' row whose advisory lock nobody holds is a dead run: shown as interrupted.
+
+Quotes are judged only where `quotes` has run for the exchange (a deployment
+without the quotes timers gets no warning): the age of the newest quote, not
+of the last success, and for KIS only while KRX trades (weekdays 08:30-18:00
+Asia/Seoul, once the session is --quote-max-age minutes old). That is the
+status report's judgement only: the command collects whenever it is run.
 """
 
 import dataclasses
@@ -19,6 +26,9 @@ from wombat_collect.ops import history, locks
 from wombat_collect.records import DAILY
 
 JOBS = ("symbols", "prices")
+QUOTES_JOB = "quotes"  # judged by its quotes' age, and only where it has run
+DEFAULT_QUOTE_MAX_AGE_MINUTES = 15.0  # KRX after-hours trades in 10-minute single-price auctions
+MARKET_HOURS = {"kis": ("08:30", "18:00")}  # Asia/Seoul, weekdays; an exchange not named trades always
 STATES = ("ok", "warning", "critical")  # index = exit code
 DEFAULT_MAX_AGE_HOURS = 26.0
 DEFAULT_LAG_DAYS = 3
@@ -52,6 +62,8 @@ class ExchangeHealth:
     lagging: int
     jobs: list = field(default_factory=list)
     problems: list = field(default_factory=list)
+    newest_quote: datetime | None = None
+    quotes_judged: bool = False  # quotes has run for this exchange
 
 
 @dataclass
@@ -62,6 +74,7 @@ class StatusReport:
     max_age_hours: float
     lag_days: int
     exchanges: list
+    quote_max_age_minutes: float = DEFAULT_QUOTE_MAX_AGE_MINUTES
 
     def problems(self):
         """Return every (state, 'exchange job: text') of the report, worst first."""
@@ -80,30 +93,79 @@ class StatusReport:
         return STATES.index(self.state)
 
 
-def read_report(dsn, exchanges, max_age_hours=DEFAULT_MAX_AGE_HOURS, lag_days=DEFAULT_LAG_DAYS):
+def read_report(dsn, exchanges, max_age_hours=DEFAULT_MAX_AGE_HOURS, lag_days=DEFAULT_LAG_DAYS,
+                quote_max_age_minutes=DEFAULT_QUOTE_MAX_AGE_MINUTES):
     """Given a DSN and exchange codes, return the StatusReport. Raise DatabaseError if the database fails."""
     connection = connect(dsn, autocommit=True)
     try:
         with database_errors("reading the status", connection):
-            return build_report(connection, exchanges, max_age_hours, lag_days)
+            return build_report(connection, exchanges, max_age_hours, lag_days,
+                                quote_max_age_minutes=quote_max_age_minutes)
     finally:
         connection.close()
 
 
-def build_report(connection, exchanges, max_age_hours=DEFAULT_MAX_AGE_HOURS, lag_days=DEFAULT_LAG_DAYS, now=None):
+def build_report(connection, exchanges, max_age_hours=DEFAULT_MAX_AGE_HOURS, lag_days=DEFAULT_LAG_DAYS, now=None,
+                 quote_max_age_minutes=DEFAULT_QUOTE_MAX_AGE_MINUTES):
     """Given a connection and exchange codes, return the StatusReport (reads only)."""
     now = now or datetime.now(timezone.utc)
-    keys = {(job, code): locks.advisory_key(job, code) for job in JOBS for code in exchanges}
+    keys = {(job, code): locks.advisory_key(job, code) for job in (*JOBS, QUOTES_JOB) for code in exchanges}
     alive = history.held_keys(connection, keys.values())
-    report = StatusReport(now, max_age_hours, lag_days, [])
+    report = StatusReport(now, max_age_hours, lag_days, [], quote_max_age_minutes)
     for code in exchanges:
         item = exchange_health(connection, code, lag_days)
         for job in JOBS:
             health = job_health(connection, job, code, keys[job, code] in alive)
             health.problems = judge_job(health, now, max_age_hours)
             item.jobs.append(health)
+        add_quotes_health(connection, item, keys[QUOTES_JOB, code] in alive, now, quote_max_age_minutes)
         report.exchanges.append(item)
     return report
+
+
+def add_quotes_health(connection, item, lock_held, now, max_age_minutes):
+    """Given an ExchangeHealth, add the quotes job and the newest quote's age, if quotes has ever run there."""
+    health = job_health(connection, QUOTES_JOB, item.exchange, lock_held)
+    if health.last_run is None:
+        return
+    health.problems = judge_job(health, now, None)
+    item.jobs.append(health)
+    item.quotes_judged = True
+    with connection.cursor() as cursor:
+        cursor.execute(statement("newest_quotes"), {"codes": [item.exchange]})
+        row = cursor.fetchone()
+    item.newest_quote = row[1] if row else None
+    item.problems += judge_quotes(item.exchange, item.newest_quote, now, max_age_minutes)
+
+
+def judge_quotes(exchange, newest, now, max_age_minutes):
+    """Given an exchange's newest quote time (or None), return its problems [(state, text)].
+
+    Critical when older than max_age_minutes while the exchange trades (and
+    has traded for that long); a warning when there is none at all.
+    """
+    if newest is None:
+        return [("warning", "no quotes stored")]
+    opened = trading_since(exchange, now)
+    limit = timedelta(minutes=max_age_minutes)
+    age = now - newest
+    if opened is None or now - opened < limit or age <= limit:
+        return []
+    return [("critical", f"newest quote {age.total_seconds() / 60:.1f} min old (max age {max_age_minutes:g} min)")]
+
+
+def trading_since(exchange, now):
+    """Given an exchange code and a time, return when its current session opened, or None if it is closed.
+
+    Exchanges without MARKET_HOURS trade always (their session opened at the epoch).
+    """
+    hours = MARKET_HOURS.get(exchange)
+    if hours is None:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    local = now.astimezone(SEOUL)
+    opens, closes = (local.replace(hour=int(text[:2]), minute=int(text[3:]), second=0, microsecond=0)
+                     for text in hours)
+    return opens if local.weekday() < 5 and opens <= local <= closes else None
 
 
 def exchange_health(connection, exchange, lag_days):
@@ -132,7 +194,10 @@ def job_health(connection, job, exchange, lock_held):
 
 
 def judge_job(health, now, max_age_hours):
-    """Given a JobHealth, return its problems [(state, text)]; none when healthy."""
+    """Given a JobHealth, return its problems [(state, text)]; none when healthy.
+
+    max_age_hours None skips the age of the last success (quotes are judged by their own age).
+    """
     finished, success = health.last_finished, health.last_success
     if finished is None:
         return [("warning", "first run in progress" if health.running else "never run")]
@@ -145,7 +210,7 @@ def judge_job(health, now, max_age_hours):
         problems.append(("warning", f"last run {finished.status}: {detail}"))
     if success is None:
         problems.append(("critical", "never succeeded"))
-    elif success.finished_at < now - timedelta(hours=max_age_hours):
+    elif max_age_hours is not None and success.finished_at < now - timedelta(hours=max_age_hours):
         age = (now - success.finished_at).total_seconds() / 3600
         problems.append(("critical", f"last success {age:.1f} h ago (max age {max_age_hours:g} h)"))
     return problems
@@ -176,6 +241,7 @@ def report_dict(report):
     return {
         "state": report.state, "exit_code": report.exit_code, "checked_at": local_time(report.checked_at),
         "max_age_hours": report.max_age_hours, "lag_days": report.lag_days,
+        "quote_max_age_minutes": report.quote_max_age_minutes,
         "problems": [f"{state.upper()}: {text}" for state, text in report.problems()],
         "exchanges": [exchange_dict(item) for item in report.exchanges],
     }
@@ -188,6 +254,7 @@ def exchange_dict(item):
         "symbols": {"active": item.active, "inactive": item.inactive,
                     "without_candles": item.without_candles, "lagging": item.lagging},
         "newest_candle": f"{item.newest_candle.astimezone(timezone.utc):%Y-%m-%d}" if item.newest_candle else None,
+        "newest_quote": local_time(item.newest_quote),
         "jobs": [{"job": health.job, "state": job_state(health), "running": health.running,
                   "problems": [text for _, text in health.problems],
                   "last_run": run_dict(health.last_run), "last_success": run_dict(health.last_success)}
@@ -214,7 +281,9 @@ def render_text(report):
                              for health in item.jobs]
     widths = [max(len(row[index]) for row in rows) for index in range(len(TABLE_HEADER))]
     table = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return "\n".join([headline, *table, *(symbols_line(item, report.lag_days) for item in report.exchanges)])
+    lines = [symbols_line(item, report.lag_days) for item in report.exchanges]
+    lines += [quotes_line(item, report.checked_at) for item in report.exchanges if item.quotes_judged]
+    return "\n".join([headline, *table, *lines])
 
 
 def table_row(health, now):
@@ -238,3 +307,14 @@ def symbols_line(item, lag_days):
     newest = f"{item.newest_candle.astimezone(timezone.utc):%Y-%m-%d}" if item.newest_candle else "none"
     return (f"{item.exchange}: {item.active} active, {item.inactive} inactive symbols; newest candle {newest}; "
             f"{item.lagging} lagging more than {lag_days} days; {item.without_candles} without candles")
+
+
+def quotes_line(item, now):
+    """Given an ExchangeHealth whose quotes are judged, return its one-line newest-quote summary."""
+    if item.newest_quote is None:
+        return f"{item.exchange}: no quotes stored"
+    age = (now - item.newest_quote).total_seconds() / 60
+    hours = MARKET_HOURS.get(item.exchange)
+    when = f" (judged weekdays {hours[0]}-{hours[1]} Asia/Seoul)" if hours else ""
+    return (f"{item.exchange}: newest quote {item.newest_quote.astimezone(SEOUL):{TIME_FORMAT} %Z} "
+            f"({age:.1f} min ago){when}")
