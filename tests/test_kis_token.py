@@ -117,6 +117,8 @@ def test_invalidate_drops_the_rejected_token_from_the_file(fake, tmp_path):
 
 def test_token_throttled_issuance_waits_then_retries_once(fake, tmp_path):
     fake.token_throttle_seconds = 0.5
+    start = datetime.now(timezone.utc)  # the fake's clock moves 0.3 s per token request, however slow the machine
+    fake.now = lambda: start + timedelta(seconds=0.3 * fake.count(TOKEN_PATH))
     open_cache(fake, tmp_path / "first").token()
     token = open_cache(fake, tmp_path / "second", retry_wait="0.6").token()
     assert token.value == fake.tokens[-1].token

@@ -32,7 +32,7 @@ from tests.fakes.upbit_server import FakeUpbit, make_upbit_candles
 from tests.fault_support import KIS_PRICES_PATH, TODAY, collect_runs, for_market, fresh_database, install_kis
 from tests.ops_support import PingServer, run
 
-DB_USER = "wombat_secret_user"
+DB_USER = f"wombat_secret_user_{uuid.uuid4().hex[:8]}"  # unique: test runs may share a server
 DB_PASSWORD = "Wb-pw/Secr3t+Q7x"  # needs URL-encoding in a URI: travels both ways
 KIS_KEY = "PSwombatKey" + "7" * 25
 KIS_SECRET = "wombatAppSecret+/" + "Zq" * 80
@@ -255,8 +255,8 @@ def test_secrets_were_really_used(evidence):
     assert evidence["refused passwords"] == [DB_PASSWORD] * 5  # DATABASE_URL thrice, POSTGRES_PASSWORD twice
     assert any(" DEBUG " in stderr + stdout for _, _, stdout, stderr in evidence["outputs"])
     assert any("EGW00105" in stderr for _, _, _, stderr in evidence["outputs"])
-    assert any('password authentication failed for user \\"wombat_secret_user\\"' in stdout + stderr
-               or 'password authentication failed for user "wombat_secret_user"' in stdout + stderr
+    assert any(f'password authentication failed for user \\"{DB_USER}\\"' in stdout + stderr
+               or f'password authentication failed for user "{DB_USER}"' in stdout + stderr
                for _, _, stdout, stderr in evidence["outputs"])
     assert len(evidence["runs"]) == 8 and evidence["pings"]
 
