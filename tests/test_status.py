@@ -217,7 +217,8 @@ def test_status_fresh_quotes_are_ok_and_shown(quoted):
     assert [[re.split(r"\s{2,}", line)[index] for index in (0, 1, 2, 4)] for line in lines[2:5]] == [
         ["upbit", "symbols", "ok", "succeeded"], ["upbit", "prices", "ok", "succeeded"],
         ["upbit", "quotes", "ok", "succeeded"]]
-    assert re.fullmatch(r"upbit: newest quote \d{4}-\d\d-\d\d \d\d:\d\d KST \((1\.\d) min ago\)", lines[-1])
+    assert re.fullmatch(r"upbit: newest quote \d{4}-\d\d-\d\d \d\d:\d\d KST \((1\.\d) min ago\)", lines[-2])
+    assert lines[-1].startswith("upbit timeframes: 1d newest ")  # the per-timeframe line comes last
 
 
 def test_status_stale_quotes_are_critical(quoted):
