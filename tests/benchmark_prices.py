@@ -36,7 +36,7 @@ import psycopg2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import create_database  # noqa: E402
-from tests.fakes.upbit_server import FakeUpbit, make_upbit_candles  # noqa: E402
+from tests.fakes.upbit_server import FakeUpbit, GeneratedSeries, make_upbit_candles  # noqa: E402
 
 
 def server_dsn():
@@ -60,13 +60,14 @@ def build_market_data(markets, days):
     return data, start
 
 
-def run_prices(dsn, fake, start, workers, rate_limit=None):
+def run_prices(dsn, fake, start, workers, rate_limit=None, timeframe="1d"):
     """Run the CLI in a subprocess; return (wall seconds, peak RSS MiB of the child, stdout)."""
     env = dict(os.environ, DATABASE_URL=dsn, UPBIT_API_URL=fake.url, WOMBAT_ENV_FILE="/dev/null",
                WOMBAT_WORKERS=str(workers), WOMBAT_LOCK_DIR=tempfile.gettempdir())
     if rate_limit:
         env["UPBIT_RATE_LIMIT"] = str(rate_limit)
-    command = [sys.executable, "-m", "wombat_collect", "prices", "--exchange", "upbit", "--since", f"{start}"]
+    command = [sys.executable, "-m", "wombat_collect", "prices", "--exchange", "upbit", "--since", f"{start}",
+               "--timeframe", timeframe]
     subprocess.run(command[:3] + ["symbols", "--exchange", "upbit"], env=env, check=True, capture_output=True)
     fake.clear_requests()
     began = time.monotonic()
@@ -132,6 +133,43 @@ def measure_memory(server, markets, days, workers):
     with FakeUpbit(candles=data, rate_limit=None) as fake:
         _, peak, _ = run_prices(fresh_database(server), fake, start, workers, rate_limit=1000)
     return peak
+
+
+def minute_series(markets, days):
+    """Return ([GeneratedSeries of 1-minute candles, one per market, `days` days up to the last closed minute],
+    the first date, the number of candles). Every slot has a candle: rows lost are then exact."""
+    now = datetime.now(timezone.utc)
+    first = now.date() - timedelta(days=days)
+    start = datetime(first.year, first.month, first.day)
+    end = now.replace(second=0, microsecond=0, tzinfo=None)
+    series = [GeneratedSeries(f"KRW-M{index:04d}", 1, start, end, seed=index) for index in range(markets)]
+    return series, first, markets * int((end - start).total_seconds() // 60)
+
+
+def measure_minutes(server, markets, days, latency, rate, workers):
+    """Return the figures of a 1-minute backfill of markets x days at the rate ceiling (as measure_collection)."""
+    series, first, expected = minute_series(markets, days)
+    with FakeUpbit(markets=[], latency=latency, rate_limit=rate) as fake:
+        for item in series:
+            fake.set_generated(item)
+        dsn = fresh_database(server)
+        wall, peak, _ = run_prices(dsn, fake, first, workers, timeframe="1m")
+        requests = fake.count(path="/v1/candles/minutes/1")
+        throttled = fake.count(path="/v1/candles/minutes/1", status=429)
+    accepted = requests - throttled
+    return {"rate_ratio": accepted / wall / rate, "per_1000_429": 1000 * throttled / max(1, requests),
+            "lost": expected - stored_rows(dsn), "requests": requests, "wall": wall, "peak_rss_mib": peak,
+            "rows": expected}
+
+
+def measure_minute_memory(server, days, workers):
+    """Return (peak RSS MiB, rows) of a 1-minute backfill of one market over `days` days, no rate limit."""
+    series, first, expected = minute_series(1, days)
+    with FakeUpbit(markets=[], rate_limit=None) as fake:
+        fake.set_generated(series[0])
+        dsn = fresh_database(server)
+        _, peak, _ = run_prices(dsn, fake, first, workers, rate_limit=1000, timeframe="1m")
+    return peak, expected - stored_rows(dsn)
 
 
 def candle_rows(symbols, days):
@@ -266,6 +304,10 @@ def main():
     parser.add_argument("--skip-collection", action="store_true")
     parser.add_argument("--memory-days", type=int, default=3000,
                         help="history length of the peak-RSS run (no rate limit); 0 skips it")
+    parser.add_argument("--minute-markets", type=int, default=20, help="markets of the 1-minute backfill; 0 skips it")
+    parser.add_argument("--minute-days", type=int, default=30)
+    parser.add_argument("--minute-memory-days", type=int, default=365,
+                        help="days of the one-market 1-minute peak-RSS run; 0 skips it")
     arguments = parser.parse_args()
     help_time = measure_help_time()
     print(f"wombat-collect --help: {help_time * 1000:.0f} ms median ÷ {HELP_BUDGET_SECONDS * 1000:.0f} ms budget"
@@ -286,6 +328,21 @@ def main():
         print(f"  rows written/s            {ours['rows_per_second']:.0f}")
         print(f"  wall ÷ theoretical min    {ours['wall_ratio']:.3f}   (wall {ours['wall']:.1f} s)")
         print(f"  peak RSS                  {ours['peak_rss_mib']:.0f} MiB")
+    if arguments.minute_markets:
+        latency = (arguments.latency or [0.1])[0]
+        minutes = measure_minutes(server, arguments.minute_markets, arguments.minute_days, latency, arguments.rate,
+                                  arguments.workers)
+        print(f"1-minute backfill, {arguments.minute_markets} markets x {arguments.minute_days} days"
+              f" ({minutes['rows']:,} candles, {minutes['requests']:,} requests), latency {latency * 1000:.0f} ms,"
+              f" {arguments.rate} req/s ceiling:")
+        print(f"  requests/s ÷ ceiling      {minutes['rate_ratio']:.3f}   (wall {minutes['wall']:.1f} s)")
+        print(f"  429s per 1,000 requests   {minutes['per_1000_429']:.2f}")
+        print(f"  rows lost                 {minutes['lost']}")
+        print(f"  peak RSS                  {minutes['peak_rss_mib']:.0f} MiB")
+    if arguments.minute_memory_days:
+        peak, lost = measure_minute_memory(server, arguments.minute_memory_days, arguments.workers)
+        print(f"peak RSS, 1-minute backfill of 1 market x {arguments.minute_memory_days} days (no rate limit):"
+              f" {peak:.0f} MiB ÷ 150 MiB budget = {peak / 150:.2f}; rows lost {lost}")
     if arguments.memory_days:
         peak = measure_memory(server, arguments.markets, arguments.memory_days, arguments.workers)
         print(f"peak RSS, {arguments.markets} markets x {arguments.memory_days} days (no rate limit):"

@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import query, run_cli, stored_prices, upbit_env
-from tests.fakes.upbit_server import make_upbit_candles, make_upbit_markets
+from tests.fakes.upbit_server import (
+    make_upbit_candles,
+    make_upbit_markets,
+    make_upbit_minute_candles,
+    make_upbit_period_candles,
+)
 from tests.ops_support import table_exists, wait_for_settled, wait_until
+from wombat_collect.timeframes import period_start, utc_midnight
 
 TODAY = datetime.now(timezone.utc).date()
 SINCE = date(2025, 7, 1)
@@ -398,14 +404,14 @@ def test_prices_unexpected_error_in_one_symbol_fails_that_symbol_only(database, 
 
     install_masters(fake_kis)
     install_prices(fake_kis, ["005930"])
-    original = upbit.fetch_daily_candles
+    original = upbit.fetch_candles
 
-    def hostile(client, symbol, start=None):
+    def hostile(client, symbol, timeframe, start=None, end=None):
         if symbol == "ETH/BTC":
             raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
-        return original(client, symbol, start)
+        return original(client, symbol, timeframe, start, end)
 
-    monkeypatch.setattr(upbit, "fetch_daily_candles", hostile)
+    monkeypatch.setattr(upbit, "fetch_candles", hostile)
     env = both_env(database, fake_upbit, fake_kis, tmp_path / "state")
     assert run_cli("symbols", "--exchange", "all", env=env).exit_code == 0
     result = run_cli("prices", "--exchange", "all", "--since", "2025-07-01", env=env)
@@ -458,3 +464,214 @@ def test_symbols_strips_control_characters_from_listed_names(database, fake_upbi
                                                                                     tmp_path / "state")))
     assert result.exit_code == 0, result.output
     assert query(database, "SELECT symbol, base_asset FROM symbol") == [("005930", "삼성전자")]
+# --------------------------------------------------------------------------- timeframes
+
+MINUTE_KINDS = {"1m": 1, "3m": 3, "5m": 5, "10m": 10, "15m": 15, "30m": 30, "1h": 60, "4h": 240}
+PERIOD_KINDS = {"1w": "weeks", "1M": "months", "1y": "years"}
+TIMEFRAME_ROWS = """
+    SELECT p.timeframe, p."timestamp", p.open_price, p.high_price, p.low_price, p.close_price,
+           p.volume, p.quote_volume
+      FROM pricedata p JOIN symbol s ON s.id = p.symbol_id
+     WHERE s.symbol = %s
+     ORDER BY p.timeframe, p."timestamp"
+"""
+
+
+def closed_upbit_series(market, now, minutes_back=300, gap_every=7):
+    """Given a market and the time, put closed candles of every Upbit kind in a dict {timeframe: rows}.
+
+    Minute kinds: `minutes_back` slots before the current period, every `gap_every`-th left out
+    (no trade). Days: the last 5 days before today. Weeks, months, years: the 4 periods before the
+    running one. Nothing is running at `now`, so every row is final whenever the run happens.
+    """
+    series = {}
+    for name, unit in MINUTE_KINDS.items():
+        end = period_start(now, name).replace(tzinfo=None)
+        series[name] = make_upbit_minute_candles(market, unit, end - timedelta(minutes=unit * minutes_back), end,
+                                                 gap_every=gap_every)
+    series["1d"] = make_upbit_candles(market, now.date() - timedelta(days=5), now.date() - timedelta(days=1))
+    for name in PERIOD_KINDS:
+        starts, moment = [], period_start(now, name)
+        for _ in range(4):
+            moment = period_start(moment - timedelta(days=1), name)
+            starts.insert(0, moment.date())
+        series[name] = make_upbit_period_candles(market, starts)
+    return series
+
+
+def install_upbit_series(fake, market, series):
+    """Given the fake and {timeframe: rows}, serve each on its Upbit endpoint."""
+    for name, rows in series.items():
+        kind = f"minutes/{MINUTE_KINDS[name]}" if name in MINUTE_KINDS else PERIOD_KINDS.get(name, "days")
+        fake.set_candles(market, rows, kind)
+
+
+def expected_timeframe_rows(series, start=None):
+    """Given {timeframe: rows} and a window start (aligned per timeframe; None: all), return the rows to store."""
+    expected = []
+    for name, rows in series.items():
+        first = period_start(start, name) if start else None
+        for row in rows:
+            moment = datetime.fromisoformat(row["candle_date_time_utc"]).replace(tzinfo=timezone.utc)
+            if first is None or moment >= first:
+                expected.append((name, moment, row["opening_price"], row["high_price"], row["low_price"],
+                                 row["trade_price"], row["candle_acc_trade_volume"], row["candle_acc_trade_price"]))
+    return sorted(expected, key=lambda row: (row[0], row[1]))
+
+
+def test_prices_every_upbit_timeframe_stores_exactly_what_upbit_returned(database, fake_upbit):
+    now = datetime.now(timezone.utc)
+    series = closed_upbit_series("KRW-BTC", now)
+    install_upbit_series(fake_upbit, "KRW-BTC", series)
+    since = now.date() - timedelta(days=2)
+    arguments = [argument for name in series for argument in ("--timeframe", name)]
+    result = run_cli("prices", "--exchange", "upbit", "--since", f"{since}", *arguments,
+                     env=upbit_env(database, fake_upbit))
+    assert result.exit_code == 0, result.output
+    assert query(database, TIMEFRAME_ROWS, ("BTC/KRW",)) == expected_timeframe_rows(series, utc_midnight(since))
+    paths = {request.path for request in fake_upbit.requests if request.path.startswith("/v1/candles/")}
+    assert paths == {"/v1/candles/days", "/v1/candles/weeks", "/v1/candles/months", "/v1/candles/years",
+                     *(f"/v1/candles/minutes/{unit}" for unit in MINUTE_KINDS.values())}
+    assert "prices upbit 1m,3m,5m,10m,15m,30m,1h,4h,1d,1w,1M,1y: 12 symbol-timeframes (12 ok)" in result.stdout
+
+
+def test_prices_minute_gaps_stay_gaps(database, fake_upbit):
+    now = datetime.now(timezone.utc)
+    series = {"1m": closed_upbit_series("KRW-BTC", now, minutes_back=60, gap_every=4)["1m"]}
+    install_upbit_series(fake_upbit, "KRW-BTC", series)
+    result = run_cli("prices", "--exchange", "upbit", "--timeframe", "1m", "--days-back", "1",
+                     env=upbit_env(database, fake_upbit))
+    assert result.exit_code == 0, result.output
+    stored = [row[1] for row in query(database, TIMEFRAME_ROWS, ("BTC/KRW",))]
+    assert len(stored) == 45  # 60 minutes, every 4th without a trade: no row invented for it
+    end = period_start(now, "1m")
+    assert stored == [end - timedelta(minutes=60 - index) for index in range(60) if (index + 1) % 4]
+
+
+def test_prices_other_timeframes_leave_daily_rows_alone(database, fake_upbit):
+    now = datetime.now(timezone.utc)
+    series = closed_upbit_series("KRW-BTC", now)
+    install_upbit_series(fake_upbit, "KRW-BTC", series)
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("prices", "--exchange", "upbit", "--full", env=env).exit_code == 0
+    daily = query(database, TIMEFRAME_ROWS, ("BTC/KRW",))
+    assert daily == expected_timeframe_rows({"1d": series["1d"]})
+    assert run_cli("prices", "--exchange", "upbit", "--full", "--timeframe", "1h", "--timeframe", "1w",
+                   env=env).exit_code == 0
+    after = query(database, TIMEFRAME_ROWS, ("BTC/KRW",))
+    assert [row for row in after if row[0] == "1d"] == daily
+    assert after == expected_timeframe_rows({name: series[name] for name in ("1d", "1h", "1w")})
+
+
+@pytest.mark.parametrize("window", [["--days-back", "3"], ["--full"], []])
+def test_prices_every_window_option_works_for_minutes_and_weeks(database, fake_upbit, window):
+    now = datetime.now(timezone.utc)
+    series = {name: rows for name, rows in closed_upbit_series("KRW-BTC", now).items() if name in ("5m", "1w")}
+    install_upbit_series(fake_upbit, "KRW-BTC", series)
+    result = run_cli("prices", "--exchange", "upbit", "--timeframe", "5m", "--timeframe", "1w", *window,
+                     env=upbit_env(database, fake_upbit))
+    assert result.exit_code == 0, result.output
+    start = utc_midnight(now.date() - timedelta(days=3)) if "--days-back" in window else None  # else: all
+    assert query(database, TIMEFRAME_ROWS, ("BTC/KRW",)) == expected_timeframe_rows(series, start)
+    ranges = query(database, "SELECT timeframe, range_end FROM fetched_range ORDER BY timeframe")
+    assert ranges == [("1w", period_start(now, "1w")), ("5m", period_start(now, "5m"))] or \
+        ranges == [("1w", period_start(datetime.now(timezone.utc), "1w")),
+                   ("5m", period_start(datetime.now(timezone.utc), "5m"))]
+
+
+def test_prices_incremental_starts_at_the_end_of_the_fetched_range(database, fake_upbit):
+    now = datetime.now(timezone.utc)
+    series = {"5m": closed_upbit_series("KRW-BTC", now, gap_every=0)["5m"]}
+    install_upbit_series(fake_upbit, "KRW-BTC", series)
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("prices", "--exchange", "upbit", "--timeframe", "5m", "--days-back", "1", env=env).exit_code == 0
+    (covered_until,) = query(database, "SELECT range_end FROM fetched_range")[0]
+    fake_upbit.clear_requests()
+    assert run_cli("prices", "--exchange", "upbit", "--timeframe", "5m", env=env).exit_code == 0
+    pages = [request.query for request in fake_upbit.requests if request.path == "/v1/candles/minutes/5"]
+    assert covered_until == period_start(now, "5m") or covered_until > now  # the run's own clock
+    assert pages == [{"market": "KRW-BTC", "count": "200"}]  # one page from the covered end: the newest
+
+
+def test_prices_timeframe_the_exchange_lacks_is_a_usage_error(database, fake_upbit):
+    result = run_cli("prices", "--exchange", "kis", "--timeframe", "1d", "--timeframe", "5m",
+                     env=upbit_env(database, fake_upbit, KIS_APP_KEY="k", KIS_APP_SECRET="s"))
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.endswith(" prices: Invalid value for --timeframe: kis does not offer timeframe 5m "
+                         "(it offers 1d 1w 1M 1y) (see cli prices --help)")
+    assert not table_exists(database, "pricedata")
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("1d,2h", "WOMBAT_TIMEFRAMES unknown timeframe '2h' (known: 1m 3m 5m 10m 15m 30m 1h 4h 1d 1w 1M 1y)"),
+    (" , ", "WOMBAT_TIMEFRAMES names no timeframe"),
+])
+def test_prices_bad_wombat_timeframes_is_one_line_exit_2(database, fake_upbit, value, message):
+    result = run_cli("prices", "--exchange", "upbit", env=upbit_env(database, fake_upbit, WOMBAT_TIMEFRAMES=value))
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.endswith(f"ERROR {message}") and "Traceback" not in result.output
+
+
+def stored_minutes(dsn):
+    """Given a DSN, return the stored 1m candles as comparable tuples."""
+    return query(dsn, "SELECT timestamp, open_price, high_price, low_price, close_price, volume, quote_volume"
+                      " FROM pricedata WHERE timeframe = '1m' ORDER BY timestamp")
+
+
+def test_prices_minute_backfill_killed_then_rerun_equals_an_uninterrupted_run(database, fake_upbit):
+    from tests.fakes.upbit_server import GeneratedSeries, upbit_minute_row
+    from wombat_collect.jobs import CHUNK_CANDLES
+
+    now = datetime.now(timezone.utc)
+    since = now.date() - timedelta(days=10)
+    start = datetime(since.year, since.month, since.day)
+    end = period_start(now, "1m").replace(tzinfo=None)  # every minute closed whenever the runs happen
+    series = GeneratedSeries("KRW-BTC", 1, start, end, gap_every=13)
+    fake_upbit.set_generated(series)
+    hold_after = start + timedelta(minutes=CHUNK_CANDLES + 2_000)  # one chunk committed, the next one held
+
+    def beyond_first_chunk(request):
+        moment = request.query.get("to")
+        return request.path == "/v1/candles/minutes/1" and (moment is None or moment > f"{hold_after:%Y-%m-%dT%H:%M}")
+
+    fake_upbit.hold(beyond_first_chunk)
+    env = dict(os.environ, WOMBAT_ENV_FILE="/dev/null", **upbit_env(database, fake_upbit))
+    command = [sys.executable, "-m", "wombat_collect", "prices", "--exchange", "upbit", "--timeframe", "1m",
+               "--since", f"{since}"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    covered = "SELECT range_end FROM fetched_range"
+    wait_until(lambda: table_exists(database, "fetched_range") and query(database, covered), timeout=60)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=10) == -signal.SIGKILL
+    fake_upbit.release()
+    wait_for_settled(database)
+    (partial_end,) = query(database, covered)[0]
+    assert partial_end.replace(tzinfo=None) < end  # killed mid-way: a whole chunk and its range, no more
+    assert len(stored_minutes(database)) >= CHUNK_CANDLES * 12 // 13
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    slots = [start + timedelta(minutes=index) for index in range(int((end - start).total_seconds() // 60))]
+    expected = [upbit_minute_row("KRW-BTC", 1, moment) for index, moment in enumerate(slots, 1) if index % 13]
+    assert stored_minutes(database) == [
+        (datetime.fromisoformat(row["candle_date_time_utc"]).replace(tzinfo=timezone.utc), row["opening_price"],
+         row["high_price"], row["low_price"], row["trade_price"], row["candle_acc_trade_volume"],
+         row["candle_acc_trade_price"]) for row in expected]
+    ((range_start, range_end),) = query(database, "SELECT range_start, range_end FROM fetched_range")
+    assert range_start == start.replace(tzinfo=timezone.utc) and range_end >= end.replace(tzinfo=timezone.utc)
+
+
+def test_prices_off_grid_candle_fails_that_series_naming_its_timeframe(database, fake_upbit):
+    now = datetime.now(timezone.utc)
+    rows = closed_upbit_series("KRW-BTC", now, minutes_back=20, gap_every=0)["1h"]
+    moved = dict(rows[-1], candle_date_time_utc=rows[-1]["candle_date_time_utc"][:14] + "30:00")  # hh:30
+    fake_upbit.set_candles("KRW-BTC", [*rows[:-1], moved], "minutes/60")
+    result = run_cli("prices", "--exchange", "upbit", "--timeframe", "1h", "--days-back", "2",
+                     env=upbit_env(database, fake_upbit))
+    assert result.exit_code == 1
+    (line,) = [line for line in result.stderr.splitlines() if " failed: " in line]
+    assert line.endswith(f"prices upbit BTC/KRW 1h failed: 1 invalid candle(s) rejected, first: "
+                         f"{moved['candle_date_time_utc'][:10]} {moved['candle_date_time_utc'][11:16]} 1h: "
+                         "candle does not start at whole 60 minutes UTC")
+    assert query(database, "SELECT count(*) FROM fetched_range") == [(0,)]  # not all stored: no range recorded

@@ -32,7 +32,8 @@ from wombat_collect.ops.signals import SignalGuard
 from wombat_collect.records import UpsertCounts
 
 PRICES_ARGUMENTS = {"exchange": "upbit", "markets": [], "symbol_names": [], "days_back": 5, "since": None,
-                    "full": False, "include_open": False, "dry_run": False, "wait": 0.0}
+                    "full": False, "include_open": False, "dry_run": False, "wait": 0.0, "timeframe_names": [],
+                    "timeframes": {"upbit": ["1d"]}}  # timeframes: what each exchange collected
 
 
 @pytest.fixture
@@ -139,7 +140,8 @@ def test_prices_banner_names_window_zones_and_masked_database(database, two_mark
                      env=upbit_env(password_dsn, two_markets))
     assert result.exit_code == 0, result.output
     banner = next(line for line in result.stdout.splitlines() if "prices upbit: start on" in line)
-    assert f"start on {socket.gethostname()} pid {os.getpid()}; since {TODAY - timedelta(days=3)}; " in banner
+    assert f"start on {socket.gethostname()} pid {os.getpid()}; since {TODAY - timedelta(days=3)}, timeframes 1d; " \
+        in banner
     assert " Asia/Seoul = " in banner and f"(host); database {mask_dsn(database)}" in banner
     assert "Banner-Pass-77" not in result.output
 

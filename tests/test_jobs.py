@@ -380,6 +380,50 @@ def test_collect_prices_stops_the_queued_symbols_when_its_loop_fails(database, f
     options = jobs.PriceOptions(workers=2, stop_event=stop, progress=broken_progress)
     client = upbit.open_client(load_settings({"UPBIT_API_URL": fake_upbit.url, "UPBIT_RATE_LIMIT": "1000"}))
     with pytest.raises(RuntimeError, match="a bug in the loop"):
-        jobs.collect_prices(database, exchange_id, upbit, client, targets,
-                            {item.id: LAST_DAY - timedelta(days=3) for item in targets}, options)
+        start = datetime(LAST_DAY.year, LAST_DAY.month, LAST_DAY.day, tzinfo=timezone.utc) - timedelta(days=3)
+        jobs.collect_prices(database, exchange_id, upbit, client,
+                            [jobs.PriceTask(item, "1d", start) for item in targets], options)
     assert fake_upbit.count(path=CANDLES_PATH) <= 1 + options.workers
+
+
+# --------------------------------------------------------------------------- timeframes (the clock pinned)
+
+def collect_upbit_at(dsn, fake, timeframes, now):
+    """Given a DSN, a FakeUpbit, timeframes and a pinned `now`, run one incremental prices job of all markets."""
+    from wombat_collect import jobs
+    from wombat_collect.collectors import upbit
+    from wombat_collect.config import load_settings
+
+    client = upbit.open_client(load_settings({"UPBIT_API_URL": fake.url, "UPBIT_RATE_LIMIT": "1000"}))
+    exchange_id = jobs.prepare_database(dsn, [upbit])["upbit"]
+    if not jobs.select_symbols(dsn, exchange_id):
+        jobs.collect_symbols(dsn, exchange_id, upbit, client)
+    targets = jobs.select_symbols(dsn, exchange_id)
+    options = jobs.PriceOptions(now=now, workers=2)
+    tasks = jobs.plan_tasks(dsn, targets, jobs.Window(), timeframes, 365, now)
+    return jobs.collect_prices(dsn, exchange_id, upbit, client, tasks, options)
+
+
+def test_collect_prices_leaves_a_running_week_and_minute_out_then_stores_them_once_closed(database, fake_upbit):
+    from tests.fakes.upbit_server import make_upbit_minute_candles, make_upbit_period_candles
+
+    minutes = make_upbit_minute_candles("KRW-BTC", 1, datetime(2026, 11, 25, 10, 0), datetime(2026, 11, 25, 10, 31))
+    weeks = make_upbit_period_candles("KRW-BTC", [datetime(2026, 11, day).date() for day in (2, 9, 16, 23)])
+    fake_upbit.set_candles("KRW-BTC", minutes, "minutes/1")  # 10:00 .. 10:30, the last running at 10:30:20
+    fake_upbit.set_candles("KRW-BTC", weeks, "weeks")  # the week of Monday 23 November runs until the 30th
+    running_at = datetime(2026, 11, 25, 10, 30, 20, tzinfo=timezone.utc)
+    result = collect_upbit_at(database, fake_upbit, ("1m", "1w"), running_at)
+    assert result.status == "succeeded", result.errors
+    stored = query(database, "SELECT timeframe, min(timestamp), max(timestamp), count(*) FROM pricedata"
+                             " GROUP BY 1 ORDER BY 1")
+    utc = timezone.utc
+    assert stored == [("1m", datetime(2026, 11, 25, 10, 0, tzinfo=utc), datetime(2026, 11, 25, 10, 29, tzinfo=utc), 30),
+                      ("1w", datetime(2026, 11, 2, tzinfo=utc), datetime(2026, 11, 16, tzinfo=utc), 3)]
+    assert query(database, "SELECT timeframe, range_end FROM fetched_range ORDER BY 1") == [
+        ("1m", datetime(2026, 11, 25, 10, 30, tzinfo=utc)), ("1w", datetime(2026, 11, 23, tzinfo=utc))]
+    closed_at = datetime(2026, 11, 30, 0, 0, 5, tzinfo=utc)
+    assert collect_upbit_at(database, fake_upbit, ("1m", "1w"), closed_at).status == "succeeded"
+    stored = query(database, "SELECT timeframe, min(timestamp), max(timestamp), count(*) FROM pricedata"
+                             " GROUP BY 1 ORDER BY 1")
+    assert stored == [("1m", datetime(2026, 11, 25, 10, 0, tzinfo=utc), datetime(2026, 11, 25, 10, 30, tzinfo=utc), 31),
+                      ("1w", datetime(2026, 11, 2, tzinfo=utc), datetime(2026, 11, 23, tzinfo=utc), 4)]

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import query, run_cli
-from tests.fakes.kis_server import FakeKis, make_kis_rows
+from tests.fakes.kis_server import FakeKis, make_kis_rows, period_rows
 from tests.kis_support import (
     MASTERS,
     PRICE_END,
@@ -21,6 +21,7 @@ from wombat_collect.config import load_settings
 from wombat_collect.errors import ExchangeError
 from wombat_collect.http import Answer, Verdict, parse_json
 from wombat_collect.records import Candle, RejectedCandle, RejectedQuote
+from wombat_collect.timeframes import period_start
 
 PRICES_PATH = "/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice"
 KOSPI_CODES = [row[0] for row in MASTERS["kospi"]]
@@ -335,3 +336,83 @@ def test_parse_quote_rejects_what_is_not_a_number(field, value):
     row = {"inter_shrn_iscd": "005930", "inter2_prpr": "1", "prdy_ctrt": "0", "acml_vol": "0", field: value}
     assert kis.parse_quote(row, datetime.now(timezone.utc)).symbol == "005930"
     assert isinstance(kis.parse_quote(row, datetime.now(timezone.utc)), RejectedQuote)
+# --------------------------------------------------------------------------- weeks, months, years
+
+PERIOD_ROWS = """
+    SELECT p.timeframe, p."timestamp", p.open_price, p.high_price, p.low_price, p.close_price,
+           p.volume, p.quote_volume
+      FROM pricedata p JOIN symbol s ON s.id = p.symbol_id
+     WHERE s.symbol = %s AND p.timeframe <> '1d'
+     ORDER BY p.timeframe, p."timestamp"
+"""
+
+
+def expected_period_rows(fake, code, timeframe, period, first):
+    """Given the fake, a code, a timeframe and its KIS period code, return its rows at their period starts."""
+    rows = []
+    for row in period_rows(fake.series(code), period):
+        day = datetime.strptime(row["stck_bsop_date"], "%Y%m%d").replace(tzinfo=timezone.utc)
+        start = period_start(day, timeframe)
+        if start >= first:
+            rows.append((timeframe, start, *(Decimal(row[key]) for key in (
+                "stck_oprc", "stck_hgpr", "stck_lwpr", "stck_clpr", "acml_vol", "acml_tr_pbmn"))))
+    return rows
+
+
+def test_prices_weeks_months_years_dated_mid_period_are_stored_at_the_period_start(database, fake, tmp_path):
+    install_masters(fake)
+    install_prices(fake, ["005930"])
+    monthly = period_rows(fake.series("005930"), "M")
+    assert [row["stck_bsop_date"] for row in monthly][-2:] == ["20240531", "20240628"]  # KIS dates: last trading day
+    result = run_cli("prices", "--exchange", "kis", "--symbol", "005930", "--since", "2024-03-06",
+                     "--timeframe", "1w", "--timeframe", "1M", "--timeframe", "1y",
+                     env=kis_env(database, fake, tmp_path))
+    assert result.exit_code == 0, result.output
+    first = datetime(2024, 3, 6, tzinfo=timezone.utc)
+    stored = query(database, PERIOD_ROWS, ("005930",))
+    assert stored == sorted(expected_period_rows(fake, "005930", "1M", "M", period_start(first, "1M"))
+                            + expected_period_rows(fake, "005930", "1w", "W", period_start(first, "1w"))
+                            + expected_period_rows(fake, "005930", "1y", "Y", period_start(first, "1y")))
+    assert [row[1] for row in stored if row[0] == "1M"] == [
+        datetime(2024, month, 1, tzinfo=timezone.utc) for month in (3, 4, 5, 6)]
+    assert [row[1] for row in stored if row[0] == "1y"] == [datetime(2024, 1, 1, tzinfo=timezone.utc)]
+    weeks = [row[1] for row in stored if row[0] == "1w"]
+    assert weeks[0] == datetime(2024, 3, 4, tzinfo=timezone.utc) and all(week.weekday() == 0 for week in weeks)
+    assert len(weeks) == 17
+    codes = {query_["FID_PERIOD_DIV_CODE"]: query_["FID_INPUT_DATE_1"] for query_ in price_queries(fake)}
+    assert codes == {"W": "20240304", "M": "20240301", "Y": "20240101"}  # the window aligned down per period
+    assert query(database, "SELECT count(*) FROM pricedata WHERE timeframe = '1d'") == [(0,)]
+
+
+def test_fetch_candles_weeks_page_on_from_the_oldest_period_start_minus_one_day(fake, tmp_path):
+    fake.set_prices("005930", make_kis_rows("005930", date(2020, 1, 1), PRICE_END))
+    candles = [item for item in kis.fetch_candles(open_client(fake, tmp_path), "005930", "1w")
+               if isinstance(item, Candle)]
+    weeks = len(period_rows(fake.series("005930"), "W"))
+    assert len(candles) == weeks == 235
+    assert [candle.timestamp for candle in candles] == sorted((candle.timestamp for candle in candles), reverse=True)
+    ends = [query_["FID_INPUT_DATE_2"] for query_ in price_queries(fake)]
+    oldest_of_first_page = candles[99].timestamp  # a Monday
+    assert ends[1] == f"{oldest_of_first_page - timedelta(days=1):%Y%m%d}"  # the Sunday before, not the row's date
+    assert len(ends) == 3
+
+
+@pytest.mark.parametrize(("timeframe", "start", "closes"), [
+    ("1d", datetime(2024, 7, 1, tzinfo=timezone.utc), datetime(2024, 7, 1, 18, tzinfo=kis.KST)),
+    ("1w", datetime(2024, 7, 1, tzinfo=timezone.utc), datetime(2024, 7, 7, 18, tzinfo=kis.KST)),
+    ("1M", datetime(2024, 2, 1, tzinfo=timezone.utc), datetime(2024, 2, 29, 18, tzinfo=kis.KST)),
+    ("1y", datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2024, 12, 31, 18, tzinfo=kis.KST)),
+])
+def test_candle_closes_at_18_kst_of_the_periods_last_calendar_day(timeframe, start, closes):
+    assert kis.candle_closes_at(start, timeframe) == closes
+
+
+def test_prices_wombat_timeframes_collects_what_kis_offers_and_names_what_it_skips(database, fake, tmp_path):
+    install_masters(fake)
+    install_prices(fake, ["005930"])
+    result = run_cli("prices", "--exchange", "kis", "--symbol", "005930", "--since", "2024-06-03",
+                     env=kis_env(database, fake, tmp_path, WOMBAT_TIMEFRAMES="5m,1h,1M"))
+    assert result.exit_code == 0, result.output
+    assert [line.split(" INFO ")[1] for line in result.stdout.splitlines() if "skipping" in line] == [
+        "prices kis: skipping timeframe 5m, 1h (not offered by kis)"]
+    assert query(database, "SELECT DISTINCT timeframe FROM pricedata") == [("1M",)]

@@ -70,7 +70,19 @@ def test_prices_metrics_file_reflects_every_job_in_collect_run(database, fake_up
     assert sample(samples, "last_run_rows", **symbols, kind="inserted") == 1
     assert sample(samples, "last_run_symbols", **symbols, outcome="ok") == 1
     assert sample(samples, "failures_since_success", **symbols) == 0
-    assert len(samples) == 2 * (1 + 1 + 4 + 3 + 4 + 1 + 1) + 3
+    assert sample(samples, "last_run_timeframe", **prices, timeframe="1d") == 1
+    assert len(samples) == 2 * (1 + 1 + 4 + 3 + 4 + 1 + 1) + 3 + 1  # + the prices run's one timeframe
+
+
+def test_prices_metrics_and_run_history_name_the_timeframes(database, fake_upbit, tmp_path):
+    fake_upbit.set_candles("KRW-BTC", make_upbit_candles("KRW-BTC", TODAY - timedelta(days=5), TODAY))
+    env = upbit_env(database, fake_upbit, WOMBAT_METRICS_DIR=str(tmp_path), WOMBAT_TIMEFRAMES="1d,1h")
+    assert run_cli("prices", "--exchange", "upbit", "--days-back", "2", env=env).exit_code == 0
+    assert query(database, "SELECT arguments -> 'timeframes' FROM collect_run WHERE job = 'prices'") == [
+        ({"upbit": ["1h", "1d"]},)]
+    samples = parse_textfile((tmp_path / "wombat_collect.prom").read_text())
+    timeframes = {dict(labels)["timeframe"] for name, labels in samples if name.endswith("last_run_timeframe")}
+    assert timeframes == {"1h", "1d"}
 
 
 def test_prices_unwritable_metrics_dir_only_warns(database, fake_upbit, tmp_path):

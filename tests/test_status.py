@@ -217,7 +217,8 @@ def test_status_fresh_quotes_are_ok_and_shown(quoted):
     assert [[re.split(r"\s{2,}", line)[index] for index in (0, 1, 2, 4)] for line in lines[2:5]] == [
         ["upbit", "symbols", "ok", "succeeded"], ["upbit", "prices", "ok", "succeeded"],
         ["upbit", "quotes", "ok", "succeeded"]]
-    assert re.fullmatch(r"upbit: newest quote \d{4}-\d\d-\d\d \d\d:\d\d KST \((1\.\d) min ago\)", lines[-1])
+    assert re.fullmatch(r"upbit: newest quote \d{4}-\d\d-\d\d \d\d:\d\d KST \((1\.\d) min ago\)", lines[-2])
+    assert lines[-1].startswith("upbit timeframes: 1d newest ")  # the per-timeframe line comes last
 
 
 def test_status_stale_quotes_are_critical(quoted):
@@ -253,3 +254,38 @@ def test_judge_quotes_applies_to_kis_only_while_krx_trades(seoul_time, judged):
     assert judge_quotes("kis", now - timedelta(minutes=14), now, 15) == []
     assert judge_quotes("upbit", stale, now, 15) == [("critical", "newest quote 20.0 min old (max age 15 min)")]
     assert judge_quotes("upbit", None, now, 15) == [("warning", "no quotes stored")]
+def test_status_reports_each_timeframe_newest_candle_and_lag_in_its_periods(database):
+    from wombat_collect.db.connection import connect
+    from wombat_collect.ops.status import build_report, render_text
+
+    assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0
+    execute(database, "INSERT INTO symbol (exchange_id, symbol, base_asset, quote_asset, symbol_type, market,"
+                      " is_active, price_precision, quantity_precision, created_at, updated_at)"
+                      " SELECT id, 'BTC/KRW', 'BTC', 'KRW', 'CRYPTO', 'KRW', true, 8, 8, now(), now()"
+                      " FROM exchange WHERE code = 'upbit'")
+    rows = [("1d", "2026-11-28 00:00+00"), ("5m", "2026-11-30 06:40+00"), ("1w", "2026-11-16 00:00+00")]
+    for timeframe, moment in rows:
+        execute(database, "INSERT INTO pricedata (symbol_id, timestamp, open_price, high_price, low_price,"
+                          " close_price, volume, timeframe, created_at) SELECT id, %s, 1, 1, 1, 1, 0, %s, now()"
+                          " FROM symbol", (moment, timeframe))
+    connection = connect(database, autocommit=True)
+    now = datetime(2026, 11, 30, 7, 2, tzinfo=timezone.utc)
+    try:
+        report = build_report(connection, ("upbit",), now=now)
+        filtered = build_report(connection, ("upbit",), now=now, timeframes=("1h", "5m"))
+    finally:
+        connection.close()
+    assert render_text(report).splitlines()[-1] == (
+        "upbit timeframes: 5m newest 2026-11-30 06:40 UTC, lag 3; 1d newest 2026-11-28 00:00 UTC, lag 1; "
+        "1w newest 2026-11-16 00:00 UTC, lag 1")  # 06:45..06:55 closed; 29 Nov; the week of 23 Nov
+    assert render_text(filtered).splitlines()[-1] == (
+        "upbit timeframes: 5m newest 2026-11-30 06:40 UTC, lag 3; 1h no candles")
+
+
+def test_status_timeframe_option_filters_the_json(collected):
+    result = status(collected, "--exchange", "upbit", "--json", "--timeframe", "1d", "--timeframe", "1h")
+    document = json.loads(result.stdout)
+    newest = (TODAY - timedelta(days=1)).isoformat()
+    assert document["exchanges"][0]["timeframes"] == [
+        {"timeframe": "1h", "newest_candle": None, "lag_periods": None},
+        {"timeframe": "1d", "newest_candle": f"{newest} 00:00", "lag_periods": 0}]

@@ -6,13 +6,13 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import run_cli, stored_prices, upbit_env
-from tests.fakes.upbit_server import FakeUpbit, make_upbit_candles, make_upbit_markets
+from tests.fakes.upbit_server import FakeUpbit, make_upbit_candles, make_upbit_markets, make_upbit_minute_candles
 from tests.fault_support import for_market
 from wombat_collect.collectors import upbit
 from wombat_collect.config import load_settings
 from wombat_collect.errors import ExchangeBlocked, ExchangeError, SymbolNotFound
 from wombat_collect.http import USER_AGENT
-from wombat_collect.records import Candle, Quote, RejectedCandle, RejectedQuote
+from wombat_collect.records import Candle, Covered, Quote, RejectedCandle, RejectedQuote
 
 
 @pytest.fixture
@@ -45,13 +45,13 @@ def test_fetch_daily_candles_pages_back_to_the_start(fake_upbit, client):
     fake_upbit.set_candles("KRW-BTC", rows)
     candles = list(upbit.fetch_daily_candles(client, "BTC/KRW", date(2024, 3, 1)))
     wanted = [row for row in rows if row["candle_date_time_utc"] >= "2024-03-01"]
-    assert [c.timestamp for c in candles] == [
+    assert sorted((c.timestamp for c in candles), reverse=True) == [
         datetime.fromisoformat(row["candle_date_time_utc"]).replace(tzinfo=timezone.utc) for row in reversed(wanted)]
-    assert candles[0].close == wanted[-1]["trade_price"] and isinstance(candles[0].close, Decimal)
+    newest = max(candles, key=lambda candle: candle.timestamp)
+    assert newest.close == wanted[-1]["trade_price"] and isinstance(newest.close, Decimal)
     pages = [request.query for request in fake_upbit.requests if request.path == "/v1/candles/days"]
-    assert pages[0] == {"market": "KRW-BTC", "count": "200"}
-    assert pages[1] == {"market": "KRW-BTC", "count": "200", "to": f"{candles[199].timestamp:%Y-%m-%dT%H:%M:%SZ}"}
-    assert len(pages) == 2
+    assert pages[:2] == [{"market": "KRW-BTC", "count": "200", "to": "2024-09-17T00:00:00Z"},
+                         {"market": "KRW-BTC", "count": "200", "to": "2025-04-05T00:00:00Z"}]  # 200 days each, forward
 
 
 def test_fetch_daily_candles_without_start_reads_all_history(fake_upbit, client):
@@ -77,9 +77,9 @@ def test_fetch_daily_candles_cursor_creeping_by_seconds_raises(fake_upbit, clien
     fake_upbit.set_candles("KRW-BTC", make_upbit_candles("KRW-BTC", date(2024, 1, 1), date(2025, 6, 30)))
     fake_upbit.inject("creeping_cursor", count=50)  # page 1 is whole; from page 2 each moves back 200 seconds
     with pytest.raises(ExchangeError, match=r"^upbit: prices of KRW-BTC: a page of 200 candles moved back only "
-                                            r"0:03:20 from 2024-12-13 00:00:00; expected at least 200 days$"):
+                                            r"0:03:20 from 2024-07-19 00:00:00; expected at least 200 days$"):
         list(upbit.fetch_daily_candles(client, "BTC/KRW", date(2024, 1, 1)))
-    assert fake_upbit.count() == 2
+    assert fake_upbit.count() == 1  # pages go forward from the start: the first one asks `to` 2024-07-19
 
 
 def test_prices_creeping_cursor_fails_that_symbol_only(database, fake_upbit):
@@ -91,7 +91,7 @@ def test_prices_creeping_cursor_fails_that_symbol_only(database, fake_upbit):
     failures = [line for line in result.stderr.splitlines() if " failed: " in line]
     assert len(failures) == 1 and failures[0].endswith(
         "prices upbit BTC/KRW failed: upbit: prices of KRW-BTC: a page of 200 candles moved back only 0:03:20 from "
-        "2024-12-13 00:00:00; expected at least 200 days")
+        "2024-07-19 00:00:00; expected at least 200 days")
     assert {row[0] for row in stored_prices(database)} == {"ETH/KRW"}
     assert len(stored_prices(database)) == (date(2025, 6, 30) - date(2024, 1, 1)).days + 1
 
@@ -227,3 +227,33 @@ def test_parse_quote_rejects_what_is_not_a_number(field, value):
               field: value}
     rejected = upbit.parse_quote("BTC/KRW", ticker, None)
     assert isinstance(rejected, RejectedQuote) and rejected.symbol == "BTC/KRW"
+def test_fetch_candles_minutes_go_forward_and_keep_gaps(fake_upbit, client):
+    rows = make_upbit_minute_candles("KRW-BTC", 5, datetime(2025, 7, 1), datetime(2025, 7, 3), gap_every=3)
+    fake_upbit.set_candles("KRW-BTC", rows, "minutes/5")
+    start = datetime(2025, 7, 1, 12, 2, tzinfo=timezone.utc)  # aligned down to 12:00
+    items = list(upbit.fetch_candles(client, "BTC/KRW", "5m", start, datetime(2025, 7, 3, tzinfo=timezone.utc)))
+    candles = [item.timestamp for item in items if isinstance(item, Candle)]
+    wanted = [datetime.fromisoformat(row["candle_date_time_utc"]).replace(tzinfo=timezone.utc) for row in rows]
+    assert sorted(candles) == [moment for moment in wanted if moment >= datetime(2025, 7, 1, 12, tzinfo=timezone.utc)]
+    pages = [request.query.get("to") for request in fake_upbit.requests if request.path == "/v1/candles/minutes/5"]
+    assert pages == ["2025-07-02T04:40:00Z", "2025-07-02T21:20:00Z", "2025-07-03T14:00:00Z"]  # 200 x 5 min each
+    assert [item for item in items if isinstance(item, Covered)][-1] == Covered(
+        datetime(2025, 7, 1, 12, tzinfo=timezone.utc), datetime(2025, 7, 3, tzinfo=timezone.utc))
+
+
+def test_fetch_candles_empty_page_after_candles_raises(fake_upbit, client):
+    rows = make_upbit_minute_candles("KRW-BTC", 1, datetime(2025, 7, 1), datetime(2025, 7, 2))
+    fake_upbit.set_candles("KRW-BTC", rows, "minutes/1")
+    fake_upbit.inject("empty", count=2, match=lambda request: request.query.get("to") == "2025-07-01T06:40:00Z")
+    with pytest.raises(ExchangeError, match=r"^upbit: 1m candles of KRW-BTC: an empty page before 2025-07-01 06:40"):
+        list(upbit.fetch_candles(client, "BTC/KRW", "1m", datetime(2025, 7, 1, tzinfo=timezone.utc),
+                                 datetime(2025, 7, 2, tzinfo=timezone.utc)))
+
+
+@pytest.mark.parametrize(("timeframe", "start", "closes"), [
+    ("5m", datetime(2025, 7, 1, 22, 25, tzinfo=timezone.utc), datetime(2025, 7, 1, 22, 30, tzinfo=timezone.utc)),
+    ("1w", datetime(2025, 6, 30, tzinfo=timezone.utc), datetime(2025, 7, 7, tzinfo=timezone.utc)),
+    ("1M", datetime(2025, 12, 1, tzinfo=timezone.utc), datetime(2026, 1, 1, tzinfo=timezone.utc)),
+])
+def test_candle_closes_at_the_end_of_its_period(timeframe, start, closes):
+    assert upbit.candle_closes_at(start, timeframe) == closes

@@ -325,3 +325,19 @@ def test_clean_symbol_strips_control_characters_from_names():
 
     record = SymbolRecord("005930", "삼성\x00전자\r\n", "KR\x1bW", "KOSPI", "ST\x07OCK", 0, 0)
     assert clean_symbol(record) == SymbolRecord("005930", "삼성전자", "KRW", "KOSPI", "STOCK", 0, 0)
+@pytest.mark.parametrize(("timestamp", "timeframe", "problem"), [
+    (datetime(2025, 7, 1, 22, 25, tzinfo=timezone.utc), "5m", None),
+    (datetime(2025, 7, 1, 22, 27, tzinfo=timezone.utc), "5m",
+     "2025-07-01 22:27 5m: candle does not start at whole 5 minutes UTC"),
+    (datetime(2025, 7, 1, 20, tzinfo=timezone.utc), "4h", None),
+    (datetime(2025, 7, 1, 22, tzinfo=timezone.utc), "4h",
+     "2025-07-01 22:00 4h: candle does not start at whole 240 minutes UTC"),
+    (datetime(2025, 6, 30, tzinfo=timezone.utc), "1w", None),
+    (datetime(2025, 7, 1, tzinfo=timezone.utc), "1w", "2025-07-01 1w: candle does not start at a Monday 00:00 UTC"),
+    (datetime(2025, 7, 1, tzinfo=timezone.utc), "1M", None),
+    (datetime(2025, 7, 2, tzinfo=timezone.utc), "1M", "2025-07-02 1M: candle does not start at the 1st 00:00 UTC"),
+    (datetime(2025, 1, 1, tzinfo=timezone.utc), "1y", None),
+    (datetime(2025, 7, 1, tzinfo=timezone.utc), "1y", "2025-07-01 1y: candle does not start at 1 January 00:00 UTC"),
+])
+def test_candle_problem_checks_the_timeframe_grid(timestamp, timeframe, problem):
+    assert candle_problem(candle(timestamp=timestamp), NOW, timeframe) == problem

@@ -13,6 +13,7 @@ import click
 
 from wombat_collect import __version__
 from wombat_collect.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, ConfigError, WombatError, describe_unexpected
+from wombat_collect.timeframes import NAMES as TIMEFRAME_NAMES
 
 EXIT_CRITICAL = 2  # `status`: monitoring-plugin CRITICAL
 
@@ -155,16 +156,19 @@ def symbols(ctx, exchange, wait):
 @exchange_option
 @click.option("--market", "markets", multiple=True, metavar="M", help="Only this market (repeatable).")
 @click.option("--symbol", "symbol_names", multiple=True, metavar="S", help="Only this symbol (repeatable).")
+@click.option("--timeframe", "timeframe_names", multiple=True, type=click.Choice(TIMEFRAME_NAMES), metavar="TF",
+              help=f"Only this timeframe (repeatable; {' '.join(TIMEFRAME_NAMES)}). Default: WOMBAT_TIMEFRAMES.")
 @click.option("--days-back", type=click.IntRange(min=1, max=MAX_DAYS_BACK),
               help="The last N days, whatever is stored.")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="From this date (YYYY-MM-DD).")
 @click.option("--full", is_flag=True, help="Everything the exchange has.")
-@click.option("--include-open", is_flag=True, help="Also store today's running candle.")
+@click.option("--include-open", is_flag=True, help="Also store the running (unfinished) candles.")
 @click.option("--dry-run", is_flag=True, help="Fetch and validate, write nothing (not recorded).")
 @wait_option
 @click.pass_context
-def prices(ctx, exchange, markets, symbol_names, days_back, since, full, include_open, dry_run, wait):
-    """Store daily OHLCV candles (incremental by default)."""
+def prices(ctx, exchange, markets, symbol_names, timeframe_names, days_back, since, full, include_open, dry_run,
+           wait):
+    """Store OHLCV candles of each timeframe (incremental by default)."""
     from wombat_collect import jobs
     from wombat_collect.ops.runner import JobRequest, run_job
 
@@ -172,11 +176,15 @@ def prices(ctx, exchange, markets, symbol_names, days_back, since, full, include
     window = parse_window(days_back, since.date() if since else None, full)
     collectors = select_collectors(load_collectors(exchange), markets, symbol_names)
     settings = app.settings()
+    wanted = ordered_timeframes(timeframe_names) if timeframe_names else settings.timeframes
+    offered = offered_timeframes(collectors, wanted, strict=bool(timeframe_names) and exchange != "all")
     missing = credential_problems(collectors, settings)
     clients = {collector.EXCHANGE.code: (collector, collector.open_client(settings)) for collector in collectors}
     options = {code: jobs.PriceOptions(include_open=include_open, dry_run=dry_run, workers=settings.workers)
                for code in clients}
-    request = JobRequest("prices", tuple(clients), dict(ctx.params), wait, window.describe(), dry_run)
+    arguments = {**ctx.params, "timeframes": {code: list(names) for code, names in offered.items()}}
+    request = JobRequest("prices", tuple(clients), arguments, wait,
+                         f"{window.describe()}, timeframes {' '.join(wanted)}", dry_run)
 
     def work(code, dsn, exchange_id):
         collector, client = clients[code]
@@ -185,7 +193,7 @@ def prices(ctx, exchange, markets, symbol_names, days_back, since, full, include
         own_markets = [market for market in markets if market in collector.MARKETS]
         own_symbols = own_symbol_names(collector, symbol_names)
         return run_prices(app, dsn, exchange_id, collector, client, own_markets, own_symbols, window,
-                          options[code], show_progress=len(clients) == 1)
+                          offered[code], options[code], show_progress=len(clients) == 1)
 
     finish(run_job(settings, request, lambda: open_database(app, collectors), work, options))
 
@@ -215,6 +223,30 @@ def quotes(ctx, exchange):
     finish(run_job(settings, request, lambda: open_database(app, collectors), work))
 
 
+def ordered_timeframes(names):
+    """Given --timeframe values, return them once each in timeframes.NAMES order."""
+    return tuple(name for name in TIMEFRAME_NAMES if name in names)
+
+
+def offered_timeframes(collectors, wanted, strict):
+    """Given collectors and wanted timeframe names, return {exchange code: the names it offers}.
+
+    Raise click.BadParameter naming a timeframe the one exchange asked for does
+    not offer when `strict`; else log one INFO line per exchange that skips some.
+    """
+    offered = {}
+    for collector in collectors:
+        code = collector.EXCHANGE.code
+        offered[code] = tuple(name for name in wanted if name in collector.TIMEFRAMES)
+        skipped = [name for name in wanted if name not in collector.TIMEFRAMES]
+        if skipped and strict:
+            raise click.BadParameter(f"{code} does not offer timeframe {', '.join(skipped)} "
+                                     f"(it offers {' '.join(collector.TIMEFRAMES)})", param_hint="--timeframe")
+        if skipped:
+            logger.info("prices %s: skipping timeframe %s (not offered by %s)", code, ", ".join(skipped), code)
+    return offered
+
+
 def credential_problems(collectors, settings):
     """Given the selected collectors, return {exchange code: what to set} for those lacking credentials.
 
@@ -227,9 +259,9 @@ def credential_problems(collectors, settings):
     return problems
 
 
-def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, window, options,
+def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, window, timeframe_names, options,
                show_progress=True):
-    """Given one exchange's collector, collect its listing if none is stored, then its prices.
+    """Given one exchange's collector, collect its listing if none is stored, then its prices of each timeframe.
 
     A terminal progress bar is shown when show_progress (one exchange at a time).
     """
@@ -239,12 +271,15 @@ def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, 
     if listing is not None and listing.fatal:
         return jobs.JobResult("prices", collector.EXCHANGE.code, fatal=f"no symbols stored, and {listing.fatal}")
     targets = jobs.select_symbols(dsn, exchange_id, markets, symbol_names)
-    logger.info("prices %s: %d symbols, %s, %s", collector.EXCHANGE.code, len(targets), window.describe(),
+    logger.info("prices %s: %d symbols, timeframes %s, %s, %s", collector.EXCHANGE.code, len(targets),
+                " ".join(timeframe_names) or "none offered", window.describe(),
                 "dry run" if options.dry_run else "writing")
-    starts = jobs.plan_starts(dsn, targets, window, app.settings().backfill_days, options.now.date())
-    with progress_bar(len(targets) if show_progress else 0, f"prices {collector.EXCHANGE.code}") as advance:
+    tasks = jobs.plan_tasks(dsn, targets, window, timeframe_names, app.settings().backfill_days, options.now,
+                            refetch_newest=collector.REBASE_ON_CHANGE)
+    with progress_bar(len(tasks) if show_progress else 0, f"prices {collector.EXCHANGE.code}") as advance:
         options.progress = advance
-        result = jobs.collect_prices(dsn, exchange_id, collector, client, targets, starts, options)
+        result = jobs.collect_prices(dsn, exchange_id, collector, client, tasks, options)
+    result.timeframes = timeframe_names
     if listing is not None:
         result.errors.extend(f"listing {error}" for error in listing.errors)
     return result
@@ -259,8 +294,10 @@ def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, 
               help="Warn about active symbols this far behind their exchange's newest candle.")
 @click.option("--quote-max-age", type=FiniteFloatRange(min=0, min_open=True), default=15, show_default=True,
               metavar="MINUTES", help="Critical when the newest quote is older (KIS: while KRX trades).")
+@click.option("--timeframe", "timeframe_names", multiple=True, type=click.Choice(TIMEFRAME_NAMES), metavar="TF",
+              help="Show only this timeframe's newest candle and lag (repeatable; default: those with candles).")
 @click.pass_obj
-def status(app, exchange, as_json, max_age, lag_days, quote_max_age):
+def status(app, exchange, as_json, max_age, lag_days, quote_max_age, timeframe_names):
     """Report each job's health; exit 0 ok, 1 warning, 2 critical (monitoring-plugin codes)."""
     from wombat_collect.collectors import EXCHANGE_CODES
     from wombat_collect.logging_setup import redact
@@ -271,7 +308,7 @@ def status(app, exchange, as_json, max_age, lag_days, quote_max_age):
         logging.getLogger().setLevel(logging.WARNING)  # stdout is the report's (and --json's) alone
     try:
         dsn, _ = open_database(app, [collector for collector in map(_import_collector, EXCHANGE_CODES) if collector])
-        report = read_report(dsn, codes, max_age, lag_days, quote_max_age)
+        report = read_report(dsn, codes, max_age, lag_days, quote_max_age, ordered_timeframes(timeframe_names))
     except WombatError as error:
         click.echo(redact(f"WOMBAT-COLLECT CRITICAL - {error}"))
         sys.exit(EXIT_CRITICAL)

@@ -30,6 +30,7 @@ DEFAULT_LOCK_TIMEOUT = 60.0  # seconds a transaction waits for a lock another se
 DEFAULT_STATEMENT_TIMEOUT = 300.0  # seconds an upsert or the newest-candle scan may run (normally well under 1)
 MAX_TIMEOUT = 86400.0
 DSN_OPTION = re.compile(r"(?:^|\s)(?:-c\s*|--)([\w-]+)\s*=")  # `-c name=value` or `--name=value` in `options`
+DEFAULT_TIMEFRAMES = ("1d",)  # timeframes.DEFAULT_NAMES
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 SECRET_VARIABLES = ("POSTGRES_PASSWORD", "KIS_APP_KEY", "KIS_APP_SECRET")  # and DATABASE_URL with a password
@@ -66,6 +67,7 @@ class Settings:
     lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT  # None: leave the session's own value
     statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT
     kis_virtual: bool = False  # KIS_ENV=virtual: the paper-trading host, which lacks some TRs
+    timeframes: tuple = DEFAULT_TIMEFRAMES
 
 
 def read_environment(env_file=None, environ=None):
@@ -184,6 +186,7 @@ def load_settings(variables):
         statement_timeout=_timeout(variables, "WOMBAT_STATEMENT_TIMEOUT", DEFAULT_STATEMENT_TIMEOUT, dsn,
                                    "statement_timeout"),
         kis_virtual=virtual,
+        timeframes=_timeframes(variables),
     )
 
 
@@ -208,6 +211,19 @@ def dsn_settings(dsn):
     except psycopg2.ProgrammingError:
         return set()
     return {name.replace("-", "_") for name in DSN_OPTION.findall(options)}
+
+
+def _timeframes(variables):
+    """Given variables, return WOMBAT_TIMEFRAMES as timeframe names. Raise ConfigError naming a bad one."""
+    from wombat_collect.timeframes import parse_names
+
+    text = (variables.get("WOMBAT_TIMEFRAMES") or "").strip()
+    if not text:
+        return DEFAULT_TIMEFRAMES
+    try:
+        return parse_names(text)
+    except ValueError as error:
+        raise ConfigError(f"WOMBAT_TIMEFRAMES {error}") from None
 
 
 def database_url(variables):

@@ -1,4 +1,4 @@
-"""The jobs: collect symbols, collect daily prices. Independent of the exchange.
+"""The jobs: collect symbols, collect prices of every timeframe. Independent of the exchange.
 
 A job takes a collector module (see collectors/__init__.py), an HttpClient and
 a database DSN; it never branches on which exchange it is given.
@@ -31,9 +31,11 @@ from wombat_collect.errors import (
     WombatError,
     describe_unexpected,
 )
-from wombat_collect.records import Candle, UpsertCounts
-from wombat_collect.validate import candle_problem, clean_symbol, symbol_problem
+from wombat_collect.records import Candle, Covered, StoredSymbol, UpsertCounts
+from wombat_collect.timeframes import DAILY, default_backfill_start, next_start, period_start, utc_midnight
+from wombat_collect.validate import EARLIEST_SANE_DATE, candle_problem, clean_symbol, symbol_problem
 
+CHUNK_CANDLES = 4_000  # candles per transaction of a long series (20 Upbit pages): bounded memory and size
 RECONNECT_DELAYS = (0.5, 2.0)  # seconds before each new connection a symbol's write tries after losing one
 TIMEOUT_STREAK = 3  # symbols in a row whose write timed out (a table-wide lock?) before the run stops
 
@@ -67,6 +69,7 @@ class JobResult:
     rejected: int = 0
     errors: list = field(default_factory=list)
     fatal: str | None = None
+    timeframes: tuple = ()  # of a prices job: the timeframes collected (each symbol once per timeframe)
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
     groups_ok: int = 0  # symbols: listing groups stored (symbols_failed counts the failed ones)
@@ -104,7 +107,10 @@ class JobResult:
         parts += [f"{count:,} {label}" for count, label in
                   ((self.symbols_failed, "failed"), (self.symbols_skipped, "skipped"),
                    (self.symbols_not_attempted, "not attempted")) if count]
-        return f"{self.job} {self.exchange}: {total:,} symbols ({', '.join(parts)}), {self._rows_summary()}"
+        named = self.timeframes and tuple(self.timeframes) != (DAILY,)  # daily alone: as before timeframes
+        what = f"{self.job} {self.exchange}" + (f" {','.join(self.timeframes)}" if named else "")
+        unit = "symbols" if len(self.timeframes) < 2 else "symbol-timeframes"
+        return f"{what}: {total:,} {unit} ({', '.join(parts)}), {self._rows_summary()}"
 
 
 @dataclass
@@ -255,31 +261,60 @@ def select_symbols(dsn, exchange_id, markets=(), symbols=()):
             and (not symbols or item.symbol in symbols)]
 
 
-def plan_starts(dsn, targets, window, backfill_days, today):
-    """Given symbols and a Window, return {symbol id: first date to fetch, or None for all}."""
+@dataclass(frozen=True)
+class PriceTask:
+    """One series to collect: a symbol's candles of one timeframe from `start` (None: all history)."""
+
+    symbol: StoredSymbol
+    timeframe: str
+    start: datetime | None
+
+
+def plan_tasks(dsn, targets, window, timeframes, backfill_days, now, refetch_newest=False):
+    """Given symbols, a Window and timeframe names, return the PriceTasks, symbol by symbol.
+
+    Incremental: a series starts at the end of its oldest fetched range (so a hole
+    a killed run left behind is fetched again), else at its newest stored candle
+    (rows stored before fetched_range existed), else at its default backfill
+    (timeframes.default_backfill_start).
+    """
+    starts = {name: plan_starts(dsn, targets, window, name, backfill_days, now, refetch_newest)
+              for name in timeframes}
+    return [PriceTask(item, name, starts[name][item.id]) for item in targets for name in timeframes]
+
+
+def plan_starts(dsn, targets, window, timeframe, backfill_days, now, refetch_newest=False):
+    """Given symbols, a Window and one timeframe, return {symbol id: first moment to fetch, or None for all}.
+
+    `refetch_newest` (adjusted histories) starts no later than the newest stored candle.
+    """
     if window.kind == "full":
         return {item.id: None for item in targets}
     if window.kind == "since":
-        return {item.id: window.since for item in targets}
+        return {item.id: utc_midnight(window.since) for item in targets}
     if window.kind == "days_back":
-        return {item.id: today - timedelta(days=window.days) for item in targets}
+        return {item.id: utc_midnight(now.date() - timedelta(days=window.days)) for item in targets}
+    ids = [item.id for item in targets]
     connection = connect(dsn)
     try:
         with database_errors("reading the newest stored candles", connection), \
                 transaction(connection, long_running=True):
-            newest = store.newest_timestamps(connection, [item.id for item in targets])
+            covered = store.coverage_ends(connection, ids, timeframe)
+            newest = store.newest_timestamps(connection, ids, timeframe)
     finally:
         connection.close()
-    fallback = today - timedelta(days=backfill_days)
-    return {item.id: newest[item.id].date() if newest.get(item.id) else fallback for item in targets}
+    fallback = default_backfill_start(now, timeframe, backfill_days)
+    starts = {item.id: covered.get(item.id) or newest.get(item.id) or fallback for item in targets}
+    if refetch_newest:  # the newest stored row is asked again: a changed one shows a new adjustment basis
+        starts = {key: min(filter(None, (start, newest.get(key))), default=None) for key, start in starts.items()}
+    return starts
 
 
-def collect_prices(dsn, exchange_id, collector, client, targets, starts, options):
-    """Given symbols and their start dates, fetch and store daily candles concurrently.
+def collect_prices(dsn, exchange_id, collector, client, tasks, options):
+    """Given PriceTasks, fetch and store their candles concurrently, a task per worker.
 
-    Each symbol is fetched and written in its own transaction by a worker; one
-    symbol's failure never stops the others, but a block (418) stops them all.
-    Return a JobResult.
+    A long series is written in chunks (stream_series); one task's failure
+    never stops the others, but a block (418) stops them all. Return a JobResult.
     """
     result = JobResult("prices", collector.EXCHANGE.code)
     stop = options.stop_event or threading.Event()
@@ -288,13 +323,12 @@ def collect_prices(dsn, exchange_id, collector, client, targets, starts, options
     try:
         with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="collect") as executor:
             futures = {
-                executor.submit(collect_symbol_prices, pool, collector, client, item,
-                                starts[item.id], options, stop, streak): item
-                for item in targets
+                executor.submit(collect_symbol_prices, pool, collector, client, task, options, stop, streak): task
+                for task in tasks
             }
             try:
                 for future in as_completed(futures):
-                    _record_outcome(result, future, futures[future], stop, options.progress)
+                    _record_outcome(result, future, futures[future].symbol, stop, options.progress)
             except BaseException:
                 stop.set()  # the queued symbols then end at once instead of being fetched
                 raise
@@ -348,7 +382,7 @@ def _record_outcome(result, future, symbol, stop, progress):
         result.symbols_skipped += 1
     elif outcome.error:
         result.symbols_failed += 1
-        logger.warning("prices %s %s failed: %s", result.exchange, symbol.symbol, outcome.error)
+        logger.warning("prices %s %s failed: %s", result.exchange, outcome.symbol, outcome.error)
     else:
         result.symbols_ok += 1
 
@@ -398,8 +432,8 @@ def failure_of(error, stoppers=RUN_STOPPERS):
     return describe_unexpected(error)
 
 
-def collect_symbol_prices(pool, collector, client, symbol, start, options, stop, streak=None):
-    """Given one StoredSymbol, fetch its candles from `start` and write them in one transaction.
+def collect_symbol_prices(pool, collector, client, task, options, stop, streak=None):
+    """Given one PriceTask, fetch its candles and write them chunk by chunk (stream_series).
 
     Return a SymbolOutcome. Raise ExchangeBlocked or DatabaseUnusable to stop
     the run, TimeoutStreakReached when this write's timeout makes the streak
@@ -408,48 +442,94 @@ def collect_symbol_prices(pool, collector, client, symbol, start, options, stop,
     streak = streak or TimeoutStreak()
     if stop.is_set():
         raise StoppedEarly
+    label = task.symbol.symbol if task.timeframe == DAILY else f"{task.symbol.symbol} {task.timeframe}"
     try:
-        candles, rejected = fetch_valid_candles(collector, client, symbol.symbol, start, options, stop)
-        if options.dry_run:
-            return SymbolOutcome(symbol.symbol, UpsertCounts(unchanged=len(candles)), len(rejected))
-        rows = write_candles(pool, collector, client, symbol, start, candles, options, stop)
+        rows, rejected = stream_series(pool, collector, client, task, options, stop)
         streak.add(timed_out=False)
     except SymbolNotFound as error:
-        return _skip_unknown(pool, symbol, error)
+        return _skip_unknown(pool, task.symbol, error)
     except DatabaseTimeout as error:
         if streak.add(timed_out=True):
             stop.set()  # before this worker takes its next symbol
             raise TimeoutStreakReached(f"stopped after {streak.limit} symbols in a row timed out: {error}") from None
-        return SymbolOutcome(symbol.symbol, error=str(error))
+        return SymbolOutcome(label, error=str(error))
     except Exception as error:
-        return SymbolOutcome(symbol.symbol, error=failure_of(error))
+        return SymbolOutcome(label, error=failure_of(error))
     error = f"{len(rejected)} invalid candle(s) rejected, first: {rejected[0]}" if rejected else None
-    return SymbolOutcome(symbol.symbol, rows, len(rejected), error=error)
+    return SymbolOutcome(label, rows, len(rejected), error=error)
 
 
-def fetch_valid_candles(collector, client, symbol, start, options, stop):
-    """Given a symbol, return (valid candles to store, reasons of rejected ones).
+def stream_series(pool, collector, client, task, options, stop):
+    """Given a PriceTask, fetch its candles and write them in chunks of at least CHUNK_CANDLES.
 
-    Running candles are dropped unless options.include_open. Raise StoppedEarly
-    if the run stops meanwhile.
+    A chunk is written at a Covered marker of the collector, with the range the
+    marker covers (up to the newest closed period) in the same transaction, so a
+    killed run leaves only whole chunks and the fetched_range that says so. No
+    range is recorded once a candle was rejected (it is not stored). A dry run
+    writes nothing. Return (UpsertCounts, reasons of rejected candles).
     """
-    candles, rejected = [], []
-    for item in collector.fetch_daily_candles(client, symbol, start):
+    chunk, rejected, rows = [], [], UpsertCounts()
+    pending = None
+    for item in collector.fetch_candles(client, task.symbol.symbol, task.timeframe, task.start, options.now):
         if stop.is_set():
             raise StoppedEarly
-        problem = item.reason if not isinstance(item, Candle) else candle_problem(item, options.now)
+        if isinstance(item, Covered):
+            pending = None if rejected else item
+            if len(chunk) >= CHUNK_CANDLES:
+                rows += _write_chunk(pool, collector, client, task, chunk, pending, options, stop)
+                chunk, pending = [], None
+            continue
+        problem = item.reason if not isinstance(item, Candle) else candle_problem(item, options.now, task.timeframe)
         if problem:
             rejected.append(problem)
-        elif options.include_open or collector.candle_closes_at(item.timestamp) <= options.now:
+        elif options.include_open or collector.candle_closes_at(item.timestamp, task.timeframe) <= options.now:
+            chunk.append(item)
+    return rows + _write_chunk(pool, collector, client, task, chunk, pending, options, stop), rejected
+
+
+def _write_chunk(pool, collector, client, task, candles, covered, options, stop):
+    """Given a chunk of candles and the Covered marker it ends with (or None), write both. Return UpsertCounts."""
+    if options.dry_run:
+        return UpsertCounts(unchanged=len(candles))
+    fetched = fetched_range(collector, task.timeframe, covered, options.now) if covered else None
+    if not candles and fetched is None:
+        return UpsertCounts()
+    return write_candles(pool, collector, client, task, candles, fetched, options, stop)
+
+
+def fetched_range(collector, timeframe, covered, now):
+    """Given a Covered marker, return the (start, end) it proves fetched up to the newest closed period, or None."""
+    current = period_start(now, timeframe)
+    closed_until = next_start(current, timeframe) if collector.candle_closes_at(current, timeframe) <= now else current
+    start, end = covered.start or EARLIEST_SANE_DATE, min(covered.end, closed_until)
+    return (start, end) if start < end else None
+
+
+def fetch_valid_candles(collector, client, task, start, options, stop):
+    """Given a task and a start, return (valid candles to store, reasons of rejected ones) as one list.
+
+    Used to re-collect a (short, KIS) series. Running candles are dropped unless
+    options.include_open. Raise StoppedEarly if the run stops meanwhile.
+    """
+    candles, rejected = [], []
+    for item in collector.fetch_candles(client, task.symbol.symbol, task.timeframe, start, options.now):
+        if stop.is_set():
+            raise StoppedEarly
+        if isinstance(item, Covered):
+            continue
+        problem = item.reason if not isinstance(item, Candle) else candle_problem(item, options.now, task.timeframe)
+        if problem:
+            rejected.append(problem)
+        elif options.include_open or collector.candle_closes_at(item.timestamp, task.timeframe) <= options.now:
             candles.append(item)
     return candles, rejected
 
 
-def write_candles(pool, collector, client, symbol, start, candles, options, stop):
-    """Given a symbol's fetched candles, upsert them in one transaction; re-base if needed.
+def write_candles(pool, collector, client, task, candles, fetched, options, stop):
+    """Given a chunk of a task's candles and its fetched range (or None), upsert them in one transaction.
 
     When the collector's history is adjusted (REBASE_ON_CHANGE) and the fetch
-    shows a corporate action or a changed stored row, the symbol's whole stored
+    shows a corporate action or a changed stored row, the series' whole stored
     range is fetched again in the same transaction, so every row shares one basis.
     A connection the database dropped (restart, terminated backend) rolled the
     transaction back: the write is tried again on a new connection, after each
@@ -460,36 +540,39 @@ def write_candles(pool, collector, client, symbol, start, candles, options, stop
     retry = False
     for delay in (*RECONNECT_DELAYS, None):
         try:
-            return _write_candles_once(pool, collector, client, symbol, start, candles, options, stop, retry)
+            return _write_candles_once(pool, collector, client, task, candles, fetched, options, stop, retry)
         except ConnectionLost as error:
             if delay is None and isinstance(error, CannotReconnect):
                 raise DatabaseUnusable(str(error)) from None
             if delay is None or stop.is_set():
                 raise
             logger.warning("prices %s %s: %s; writing it again on a new connection in %.1fs",
-                           collector.EXCHANGE.code, symbol.symbol, error, delay)
+                           collector.EXCHANGE.code, task.symbol.symbol, error, delay)
             if stop.wait(delay):
                 raise StoppedEarly from None
             retry = True
     raise AssertionError("unreachable")
 
 
-def _write_candles_once(pool, collector, client, symbol, start, candles, options, stop, retry=False):
-    """Given a symbol's candles, write them in one transaction on a pooled connection. Return UpsertCounts.
+def _write_candles_once(pool, collector, client, task, candles, fetched, options, stop, retry=False):
+    """Given a chunk of candles, write it and its fetched range in one transaction. Return UpsertCounts.
 
     On a retry the connection is checked first: the pool may still hold others the server dropped.
     """
     connection = _live_connection(pool) if retry else _pooled_connection(pool)
+    symbol_id, timeframe = task.symbol.id, task.timeframe
     try:
         with database_errors("writing its candles", connection), transaction(connection, long_running=True):
-            rows, updated = store.upsert_candles(connection, symbol.id, candles)
+            rows, updated = store.upsert_candles(connection, symbol_id, candles, timeframe)
             if collector.REBASE_ON_CHANGE and (updated or any(c.corporate_action for c in candles)):
-                oldest = store.oldest_timestamp(connection, symbol.id)
-                if start is not None and oldest is not None and oldest.date() < start:
-                    logger.info("prices %s %s: adjustment basis changed, re-collecting from %s",
-                                collector.EXCHANGE.code, symbol.symbol, f"{oldest:%Y-%m-%d}")
-                    again, _ = fetch_valid_candles(collector, client, symbol.symbol, oldest.date(), options, stop)
-                    rows = rows + store.upsert_candles(connection, symbol.id, again)[0]
+                oldest = store.oldest_timestamp(connection, symbol_id, timeframe)
+                if task.start is not None and oldest is not None and oldest < task.start:
+                    logger.info("prices %s %s %s: adjustment basis changed, re-collecting from %s",
+                                collector.EXCHANGE.code, task.symbol.symbol, timeframe, f"{oldest:%Y-%m-%d}")
+                    again, _ = fetch_valid_candles(collector, client, task, oldest, options, stop)
+                    rows = rows + store.upsert_candles(connection, symbol_id, again, timeframe)[0]
+            if fetched:
+                store.add_fetched_range(connection, symbol_id, timeframe, *fetched)
         return rows
     finally:
         pool.putconn(connection, close=connection.closed != 0)

@@ -48,7 +48,8 @@ class StoredSymbol:
 
 @dataclass(frozen=True)
 class Candle:
-    """One daily OHLCV candle (a `pricedata` row); `timestamp` is 00:00 UTC of the trade date.
+    """One OHLCV candle (a `pricedata` row); `timestamp` is the start of its period in UTC
+    (00:00 UTC of the trade date for daily candles; see timeframes.py).
 
     `corporate_action` is set when the exchange flags a split, rights issue or
     similar on that day, which re-bases an adjusted price history.
@@ -102,6 +103,18 @@ class UpsertCounts:
     @property
     def total(self):
         return self.inserted + self.updated + self.unchanged
+
+
+@dataclass(frozen=True)
+class Covered:
+    """A collector's promise: every candle in [start, end) has been yielded before this marker.
+
+    `start` None means from the beginning of the exchange's history. Jobs commit
+    at these markers and record the range in `fetched_range`.
+    """
+
+    start: datetime | None
+    end: datetime
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,12 @@ Follows shared/reference/kis-api.md. Choices where the reference is silent or un
   same token". ``tokens_issued`` counts successful tokenP answers (a reused token counts).
   ``reject_tokens`` (default None) set to "EGW00121" or "EGW00123" rejects every token on use;
   ``token_fields`` (default empty) overrides fields of the tokenP answer (e.g. a huge ``expires_in``).
-- Only ``FID_PERIOD_DIV_CODE=D`` is modelled (others answer OPSQ2001). FID_COND_MRKT_DIV_CODE
+- ``FID_PERIOD_DIV_CODE`` D, W, M and Y are modelled (others answer OPSQ2001). A W/M/Y row
+  aggregates the daily rows of its week (Monday to Sunday), month or year: open of the first
+  day, highest high, lowest low, close and change of the last day, summed volume and value;
+  it is dated on the period's **last trading day in the series** (as the one real monthly
+  answer found does), so the running period is a partial row dated mid-period. The date
+  range filters on that date. FID_COND_MRKT_DIV_CODE
   may be J, NX or UN; all serve the same rows. Query names are matched case-insensitively.
 - ``pad_empty=True`` appends ``PAD_EMPTY_COUNT`` ``{}`` entries to a page holding fewer than
   100 rows (a page never exceeds 100 entries); ``duplicate_rows=True`` repeats the newest row
@@ -89,6 +94,7 @@ CUSTOMER_TYPE = "P"
 MAX_ROWS = 100
 PAD_EMPTY_COUNT = 2
 MARKET_DIV_CODES = frozenset({"J", "NX", "UN"})
+PERIOD_CODES = frozenset({"D", "W", "M", "Y"})
 OK_CODE = "MCA00000"
 OK_MESSAGE = "정상처리 되었습니다." + " " * 42
 REVOKE_MESSAGE = "접근토큰 폐기에 성공하였습니다"
@@ -548,6 +554,37 @@ def make_kis_rows(
     return rows
 
 
+def period_key(day: str, period: str) -> tuple[int, ...]:
+    """Given a YYYYMMDD day and a period code (D, W, M, Y), return the key of the period holding it."""
+    moment = datetime.strptime(day, "%Y%m%d").date()
+    if period == "W":
+        return tuple((moment - timedelta(days=moment.weekday())).timetuple()[:3])
+    return {"D": (moment.year, moment.month, moment.day), "M": (moment.year, moment.month), "Y": (moment.year,)}[
+        period
+    ]
+
+
+def period_rows(rows: list[dict[str, str]], period: str) -> list[dict[str, str]]:
+    """Given daily rows oldest first and a period code, return one row per period, oldest first,
+    dated on the period's last trading day in ``rows`` (see the module docstring)."""
+    if period == "D":
+        return rows
+    groups: dict[tuple[int, ...], list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault(period_key(row["stck_bsop_date"], period), []).append(row)
+    result = []
+    for days in groups.values():
+        first, last = days[0], days[-1]
+        merged = dict(last)
+        merged["stck_oprc"] = first["stck_oprc"]
+        merged["stck_hgpr"] = str(max(int(row["stck_hgpr"]) for row in days))
+        merged["stck_lwpr"] = str(min(int(row["stck_lwpr"]) for row in days))
+        merged["acml_vol"] = str(sum(int(row["acml_vol"]) for row in days))
+        merged["acml_tr_pbmn"] = str(sum(int(row["acml_tr_pbmn"]) for row in days))
+        result.append(merged)
+    return result
+
+
 def _split_factor(day: str, splits: list[tuple[str, Decimal]]) -> Decimal:
     """Given a YYYYMMDD day and splits, return the product of ratios of splits after that day."""
     factor = Decimal(1)
@@ -665,6 +702,7 @@ class PriceQuery:
     start: str
     end: str
     adjusted: bool
+    period: str = "D"
 
 
 def _valid_day(text: str | None) -> bool:
@@ -684,14 +722,15 @@ def parse_price_query(query: dict[str, str]) -> PriceQuery:
         ("FID_INPUT_ISCD", bool),
         ("FID_INPUT_DATE_1", _valid_day),
         ("FID_INPUT_DATE_2", _valid_day),
-        ("FID_PERIOD_DIV_CODE", lambda value: value == "D"),
+        ("FID_PERIOD_DIV_CODE", lambda value: value in PERIOD_CODES),
         ("FID_ORG_ADJ_PRC", lambda value: value in ("0", "1")),
     )
     for name, is_valid in checks:
         if not is_valid(upper.get(name)):
             raise _Reject(rest_error(200, "OPSQ2001", field=name))
     return PriceQuery(
-        upper["FID_INPUT_ISCD"], upper["FID_INPUT_DATE_1"], upper["FID_INPUT_DATE_2"], upper["FID_ORG_ADJ_PRC"] == "0"
+        upper["FID_INPUT_ISCD"], upper["FID_INPUT_DATE_1"], upper["FID_INPUT_DATE_2"], upper["FID_ORG_ADJ_PRC"] == "0",
+        upper["FID_PERIOD_DIV_CODE"],
     )
 
 
@@ -1012,7 +1051,7 @@ class FakeKis(FakeService):
         newest first, at most 100 (``stuck_cursor`` ignores FID_INPUT_DATE_2)."""
         self._check_price_headers(request)
         query = parse_price_query(request.query)
-        series = self.series(query.code, query.adjusted)
+        series = period_rows(self.series(query.code, query.adjusted), query.period)
         end = "99991231" if stuck_cursor else query.end
         window = [row for row in series if query.start <= row["stck_bsop_date"] <= end]
         return self._price_answer(query.code, series, self._page(window))

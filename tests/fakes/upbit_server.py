@@ -13,7 +13,14 @@ Follows shared/reference/upbit-api.md. Choices where the reference is silent or 
   ``Your IP has been blocked for 60 seconds due to too many API requests.``; the duration
   doubles with each block. Blocked mode lasts until ``set_blocked(False)`` (no timer).
   ``block_after_429s=N`` enters it once N 429s were answered within 10 s.
-- Only day candles are modelled; ``/v1/candles/minutes/...`` etc. answer the unknown-route 404.
+- Candles of every kind: ``days``, ``weeks``, ``months``, ``years`` and ``minutes/{unit}``
+  (unit 1, 3, 5, 10, 15, 30, 60, 240; another unit answers the unknown-route 404), each kind
+  its own series per market (``set_candles(market, rows, kind)``), all in the "candles" rate
+  group. Paging is the same for all: newest first, strictly before ``to`` (exclusive), at most
+  ``count`` (<= 200); without ``to`` the newest, the running candle included when the series
+  holds it. Minutes without trades simply have no row (``gap_every``). ``set_generated`` serves a
+  long minute series computed on demand (rows are a function of market and time), so a year of
+  1-minute candles costs no memory in the fake.
 - ``count`` that is not an integer or is below 1, and a ``to`` that cannot be parsed (e.g. a
   ``+09:00`` offset whose ``+`` was not URL-encoded and so arrived as a space), answer 400
   ``Type mismatch error. Check the parameters type!``.
@@ -39,6 +46,7 @@ import random
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable
@@ -60,7 +68,15 @@ MARKETS_PATH = "/v1/market/all"
 CANDLES_PATH = "/v1/candles/days"
 TICKER_PATH = "/v1/ticker/all"
 ORDERBOOK_PATH = "/v1/orderbook"
-ROUTE_GROUPS = {MARKETS_PATH: "market", CANDLES_PATH: "candles", TICKER_PATH: "ticker", ORDERBOOK_PATH: "orderbook"}
+CANDLE_PREFIX = "/v1/candles/"
+MINUTE_UNITS = (1, 3, 5, 10, 15, 30, 60, 240)
+CANDLE_KINDS = frozenset({"days", "weeks", "months", "years", *(f"minutes/{unit}" for unit in MINUTE_UNITS)})
+ROUTE_GROUPS = {MARKETS_PATH: "market", TICKER_PATH: "ticker", ORDERBOOK_PATH: "orderbook",
+                **{CANDLE_PREFIX + kind: "candles" for kind in CANDLE_KINDS}}
+MINUTE_KEYS = (
+    "market", "candle_date_time_utc", "candle_date_time_kst", "opening_price", "high_price", "low_price",
+    "trade_price", "timestamp", "candle_acc_trade_price", "candle_acc_trade_volume", "unit",
+)
 QUOTE_EPOCH_MS = 1_724_310_962_747  # 2024-08-22 07:16:02.747 UTC, a recorded ticker's timestamp
 ORDERBOOK_LEVELS = 15
 DEFAULT_GROUP = "default"
@@ -296,6 +312,80 @@ def make_upbit_orderbook(market: str, price: Decimal, timestamp: int = QUOTE_EPO
              for level in range(ORDERBOOK_LEVELS)]
     return {"market": market, "timestamp": timestamp, "total_ask_size": Decimal("8.83621228"),
             "total_bid_size": Decimal("2.43976741"), "orderbook_units": units, "level": 0}
+def upbit_minute_row(market: str, unit: int, start: datetime, seed: int = 0) -> dict[str, Any]:
+    """Given a market, a minute unit and a candle start (naive UTC), return its minute candle; the
+    values are a function of (seed, market, start) alone, so any page can be computed on its own."""
+    quote = _quote_of(market)
+    rng = random.Random(stable_seed(seed, f"{market}|{unit}|{start.isoformat()}"))
+    low_bound, high_bound = BASE_PRICE_RANGE[quote]
+    open_price = _price(rng.uniform(low_bound, high_bound), quote)
+    close = _price(float(open_price) * rng.uniform(0.99, 1.01), quote)
+    high = max(_price(float(max(open_price, close)) * rng.uniform(1.0, 1.01), quote), open_price, close)
+    low = min(_price(float(min(open_price, close)) * rng.uniform(0.99, 1.0), quote), open_price, close)
+    volume = Decimal(str(rng.uniform(0.001, 5.0))).quantize(EIGHT_DECIMALS)
+    return {
+        "market": market,
+        "candle_date_time_utc": start.strftime(CANDLE_TIME_FORMAT),
+        "candle_date_time_kst": (start + timedelta(hours=9)).strftime(CANDLE_TIME_FORMAT),
+        "opening_price": open_price,
+        "high_price": high,
+        "low_price": low,
+        "trade_price": close,
+        "timestamp": int((start.replace(tzinfo=timezone.utc) + timedelta(minutes=unit)).timestamp() * 1000) - 1,
+        "candle_acc_trade_price": (volume * close).quantize(EIGHT_DECIMALS),
+        "candle_acc_trade_volume": volume,
+        "unit": unit,
+    }
+
+
+def make_upbit_minute_candles(
+    market: str, unit: int, start: datetime, end: datetime, seed: int = 0, gap_every: int | None = None
+) -> list[dict[str, Any]]:
+    """Given a market, a minute unit and a naive UTC range [start, end), return its minute candles,
+    oldest first; every ``gap_every``-th interval (counted from ``start``) has no candle (no trade)."""
+    rows, moment, index = [], start, 0
+    while moment < end:
+        index += 1
+        if not (gap_every and index % gap_every == 0):
+            rows.append(upbit_minute_row(market, unit, moment, seed))
+        moment += timedelta(minutes=unit)
+    return rows
+
+
+def make_upbit_period_candles(market: str, starts: Iterable[date], seed: int = 0) -> list[dict[str, Any]]:
+    """Given a market and the first days of weeks, months or years, return one candle per period
+    with ``first_day_of_period``, dated at 00:00 UTC of that day, oldest first."""
+    rows = []
+    for day in starts:
+        row = upbit_minute_row(market, 1, datetime(day.year, day.month, day.day), seed)
+        del row["unit"]
+        row["first_day_of_period"] = day.isoformat()
+        rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class GeneratedSeries:
+    """A minute series computed on demand: every ``unit`` minutes in [start, end) but the gaps."""
+
+    market: str
+    unit: int
+    start: datetime
+    end: datetime
+    seed: int = 0
+    gap_every: int | None = None
+
+    def page(self, before: datetime | None, count: int) -> list[dict[str, Any]]:
+        """Given an exclusive ``to`` (None: no bound) and a count, return the page, newest first."""
+        step = timedelta(minutes=self.unit)
+        limit = self.end if before is None else min(before, self.end)
+        index = -(-(limit - self.start) // step) - 1  # the last slot starting before limit
+        rows = []
+        while index >= 0 and len(rows) < count:
+            if not (self.gap_every and (index + 1) % self.gap_every == 0):
+                rows.append(upbit_minute_row(self.market, self.unit, self.start + step * index, self.seed))
+            index -= 1
+        return rows
 
 
 # --------------------------------------------------------------------------- parsing
@@ -363,11 +453,11 @@ class FakeUpbit(FakeService):
     ) -> None:
         super().__init__(latency)
         self._lock = threading.RLock()
-        self._candles: dict[str, list[tuple[datetime, dict[str, Any]]]] = {}
+        self._series: dict[tuple[str, str], list[tuple[datetime, dict[str, Any]]] | GeneratedSeries] = {}
         for market, rows in (candles or {}).items():
-            self._candles[market] = self._sorted_candles(rows)
+            self._series[(market, "days")] = self._sorted_candles(rows)
         if markets is None:
-            markets = [default_market_row(market) for market in sorted(self._candles)]
+            markets = [default_market_row(market) for market in sorted({market for market, _ in self._series})]
         self._markets = [dict(row) for row in markets]
         self.rate_limit = rate_limit
         self._group_limiter = SlidingWindowLimiter(rate_limit, 1.0)
@@ -389,18 +479,26 @@ class FakeUpbit(FakeService):
         with self._lock:
             self._markets = [dict(row) for row in markets]
 
-    def set_candles(self, market: str, candles: list[dict[str, Any]]) -> None:
-        """Given a market and its candles (any order), replace them; list the market if needed."""
+    def set_candles(self, market: str, candles: list[dict[str, Any]], kind: str = "days") -> None:
+        """Given a market, its candles of one kind (``days``, ``minutes/5``, ``weeks``...; any order),
+        replace them; list the market if needed."""
         with self._lock:
-            self._candles[market] = self._sorted_candles(candles)
+            self._series[(market, kind)] = self._sorted_candles(candles)
             if market not in self._listed_codes():
                 self._markets.append(default_market_row(market))
+
+    def set_generated(self, series: GeneratedSeries) -> None:
+        """Given a GeneratedSeries, serve it as the market's ``minutes/{unit}``; list the market if needed."""
+        with self._lock:
+            self._series[(series.market, f"minutes/{series.unit}")] = series
+            if series.market not in self._listed_codes():
+                self._markets.append(default_market_row(series.market))
 
     def remove_market(self, market: str) -> None:
         """Given a market code, delist it: gone from the market list, its candles 404."""
         with self._lock:
             self._markets = [row for row in self._markets if row["market"] != market]
-            self._candles.pop(market, None)
+            self._series = {key: rows for key, rows in self._series.items() if key[0] != market}
 
     def set_ticker(self, market: str, **fields: Any) -> dict[str, Any]:
         """Given a market and ticker fields, set its ticker: ``make_upbit_ticker``'s with those
@@ -485,7 +583,8 @@ class FakeUpbit(FakeService):
         """Given an admitted request, return the normal answer for its route."""
         if request.method == "GET" and request.path == MARKETS_PATH:
             return self._answer_markets(request)
-        if request.method == "GET" and request.path == CANDLES_PATH:
+        if request.method == "GET" and request.path[len(CANDLE_PREFIX):] in CANDLE_KINDS \
+                and request.path.startswith(CANDLE_PREFIX):
             return self._answer_candles(request, stuck_cursor)
         if request.method == "GET" and request.path == TICKER_PATH:
             return self._answer_tickers(request)
@@ -505,7 +604,7 @@ class FakeUpbit(FakeService):
         """Given a request, answer its normal page; with a ``to``, every candle re-dated one second
         before the previous one, starting one second before ``to``."""
         response = self._route(request, stuck_cursor=False)
-        before = parse_to(request.query.get("to") or "") if request.path == CANDLES_PATH else None
+        before = parse_to(request.query.get("to") or "") if request.path.startswith(CANDLE_PREFIX) else None
         if before is None or response.status != 200:
             return response
         rows = json.loads(response.body, parse_float=Decimal)
@@ -547,7 +646,7 @@ class FakeUpbit(FakeService):
         return result
 
     def _answer_candles(self, request: Request, stuck_cursor: bool) -> Response:
-        """Given a day candles request, return up to ``count`` candles starting strictly
+        """Given a candles request of any kind, return up to ``count`` candles starting strictly
         before ``to``, newest first, or the matching 400/404."""
         market = request.query.get("market")
         if not market:
@@ -560,8 +659,10 @@ class FakeUpbit(FakeService):
         with self._lock:
             if market not in self._listed_codes():
                 return _error(404, 404, CODE_NOT_FOUND_MESSAGE)
-            stored = self._candles.get(market, [])
-            eligible = [row for start, row in stored if before is None or start < before]
+            stored = self._series.get((market, request.path[len(CANDLE_PREFIX):]), [])
+        if isinstance(stored, GeneratedSeries):
+            return json_response(200, stored.page(before, count), dumps_with_decimals)
+        eligible = [row for start, row in stored if before is None or start < before]
         page = [self._candle_answer_row(row) for row in reversed(eligible[-count:])]
         return json_response(200, page, dumps_with_decimals)
 

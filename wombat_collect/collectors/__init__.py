@@ -7,11 +7,19 @@ branch on the exchange:
     SYMBOL_EXAMPLE      a symbol shown in the error when none matches
     LISTING_GROUPS      the markets each listing download covers (None: all at once)
     REBASE_ON_CHANGE    whether changed history means a new adjustment basis
+    TIMEFRAMES          {timeframe name: the exchange's endpoint or period code} for what it offers
     credentials_problem(settings)                -> None, or the line naming missing credentials prices need
     open_client(settings)                        -> HttpClient (raise ConfigError early; listing needs no keys)
     fetch_symbols(client, group)                 -> iterator of SymbolRecord
-    fetch_daily_candles(client, symbol, start)   -> iterator of Candle | RejectedCandle, newest first
-    candle_closes_at(timestamp)                  -> when that daily candle is final
+    fetch_candles(client, symbol, timeframe, start, end)
+                                                 -> iterator of Candle | RejectedCandle | Covered: every
+                                                    candle from `start` (aligned down to its period; None:
+                                                    all history) to `end` (None: now), stored at the start
+                                                    of its period in UTC (timeframes.py), each Covered
+                                                    marker promising all candles of its range were yielded
+                                                    before it (jobs commit at markers: fetched_range)
+    fetch_daily_candles(client, symbol, start)   -> fetch_candles of 1d from a date, markers left out
+    candle_closes_at(timestamp, timeframe)       -> when that candle is final
     quotes_unavailable(client)                   -> why no quotes can be had (None: they can)
     fetch_quotes(client, symbols)                -> list of Quote | RejectedQuote (symbols missing
                                                     from the exchange's answer are left out)

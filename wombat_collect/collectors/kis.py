@@ -1,4 +1,4 @@
-"""KIS (Korea Investment & Securities) Open API: master-file listings, daily prices and quotes.
+"""KIS (Korea Investment & Securities) Open API: master-file listings, day/week/month/year prices and quotes.
 
 Facts: ../shared/reference/kis-api.md. Symbols are KIS short codes as listed
 (`005930`, `00680K`, `F70101786`); the listing comes from one master file per
@@ -31,7 +31,8 @@ from wombat_collect.collectors.paging import check_page_budget, page_budget
 from wombat_collect.errors import ExchangeError
 from wombat_collect.http import HttpClient, Verdict, flatten, snippet
 from wombat_collect.ratelimit import RateLimiter
-from wombat_collect.records import Candle, ExchangeInfo, Quote, RejectedCandle, RejectedQuote
+from wombat_collect.records import Candle, Covered, ExchangeInfo, Quote, RejectedCandle, RejectedQuote
+from wombat_collect.timeframes import DAILY, next_start, period_start, utc_midnight
 from wombat_collect.validate import EARLIEST_SANE_DATE, rounded_percent
 
 EXCHANGE = ExchangeInfo(code="kis", name="Korea Investment & Securities", country="KR", timezone="Asia/Seoul")
@@ -47,6 +48,7 @@ MASTER_DOWNLOAD_RATE = 5.0  # master downloads per second at most (three small f
 PRICES_HEADERS = {"content-type": "application/json; charset=utf-8", "tr_id": "FHKST03010100", "custtype": "P"}
 MARKET_DIVISION = "J"  # KRX
 PERIOD_DAILY = "D"
+TIMEFRAMES = {"1d": PERIOD_DAILY, "1w": "W", "1M": "M", "1y": "Y"}  # timeframe -> FID_PERIOD_DIV_CODE
 ADJUSTED_PRICES, ORIGINAL_PRICES = "0", "1"  # FID_ORG_ADJ_PRC
 PAGE_SIZE = 100  # rows per answer at most, newest first, no continuation key
 EARLIEST_DATE = date(1980, 1, 4)  # first KRX trading day of 1980: "all history"
@@ -135,34 +137,54 @@ def fetch_symbols(client, group=None):
 
 
 def fetch_daily_candles(client, symbol, start=None):
-    """Given a short code and a first date (None: all history), yield its daily candles, newest first.
+    """Given a short code and a first date (None: all history), yield its daily candles (fetch_candles)."""
+    first = utc_midnight(start) if start else None
+    return (item for item in fetch_candles(client, symbol, DAILY, first) if not isinstance(item, Covered))
 
-    Pages backwards 100 rows at a time until a short page or `start`; skips `{}`
-    padding and duplicate days. An empty page after a full one ends the history
-    only if asking again confirms it. Raise ExchangeError if a page is malformed,
-    does not move backwards, or the window takes more pages than it can need
-    (collectors.paging). Rows are whole days up to `end`, so N distinct days
-    always move back N days; a page of repeated days is caught by the budget.
+
+def fetch_candles(client, symbol, timeframe, start=None, end=None):
+    """Given a short code, a timeframe of TIMEFRAMES and a first period (None: all history), yield its candles.
+
+    Newest first; each candle stored at the start of its period whatever trading
+    day KIS dates the row with. Pages backwards 100 rows at a time until a short
+    page or the start (aligned down to its period's start), continuing from the
+    start of the oldest returned period minus one day; skips `{}` padding and
+    duplicate periods. An empty page after a full one ends the history only if
+    asking again confirms it. Ends with one Covered marker (KIS series are
+    short: one transaction). `end` is unused (KIS answers up to today). Raise
+    ExchangeError if a page is malformed, does not move backwards, or the window
+    takes more pages than it can need (collectors.paging). Rows are whole
+    periods up to `last`, so N distinct periods always move back N periods; a
+    page of repeated periods is caught by the budget.
     """
-    first = max(start or EARLIEST_DATE, EARLIEST_DATE)
-    end = datetime.now(KST).date()
-    budget = page_budget(first, end, PAGE_SIZE)
+    first = max(period_start(start, timeframe).date() if start else EARLIEST_DATE, EARLIEST_DATE)
+    last = datetime.now(KST).date()
+    budget = page_budget(first, last, PAGE_SIZE, timeframe)
     seen = set()
     for pages in itertools.count(1):
+        if first > last:
+            break
         check_page_budget(pages, budget, "kis", symbol, first)
-        rows = fetch_page(client, symbol, first, end)
+        rows = fetch_page(client, symbol, first, last, TIMEFRAMES[timeframe])
         if not rows and seen:
-            rows = fetch_page(client, symbol, first, end)
-        oldest = min((day for day in map(trade_date, rows) if day and day >= first), default=None)
-        if oldest is not None and oldest > end:
-            raise ExchangeError(f"kis: prices of {symbol} did not move back past {end:%Y-%m-%d}")
-        yield from page_candles(rows, first, seen, client.adjusted)
+            rows = fetch_page(client, symbol, first, last, TIMEFRAMES[timeframe])
+        periods = [period_of(day, timeframe) for day in map(trade_date, rows) if day and day >= first]
+        oldest = min(periods, default=None)
+        if oldest is not None and oldest > last:
+            raise ExchangeError(f"kis: prices of {symbol} did not move back past {last:%Y-%m-%d}")
+        yield from page_candles(rows, first, seen, client.adjusted, timeframe)
         if len(rows) < PAGE_SIZE or oldest is None or oldest <= first:
-            return
-        end = oldest - timedelta(days=1)
+            break
+        last = oldest - timedelta(days=1)
+    yield Covered(start=utc_midnight(first), end=datetime.now(timezone.utc))
 
 
-def fetch_page(client, symbol, first, end):
+def period_of(day, timeframe):
+    """Given a trade date and a timeframe, return the first day of the period holding it."""
+    return period_start(utc_midnight(day), timeframe).date()
+
+
+def fetch_page(client, symbol, first, end, period_code=PERIOD_DAILY):
     """Given a code and an inclusive date range, return the non-empty rows of one answer.
 
     Raise ExchangeError if output2 is not a list.
@@ -170,7 +192,7 @@ def fetch_page(client, symbol, first, end):
     params = {
         "FID_COND_MRKT_DIV_CODE": MARKET_DIVISION, "FID_INPUT_ISCD": symbol,
         "FID_INPUT_DATE_1": first.strftime(DATE_FORMAT), "FID_INPUT_DATE_2": end.strftime(DATE_FORMAT),
-        "FID_PERIOD_DIV_CODE": PERIOD_DAILY,
+        "FID_PERIOD_DIV_CODE": period_code,
         "FID_ORG_ADJ_PRC": ADJUSTED_PRICES if client.adjusted else ORIGINAL_PRICES,
     }
     payload = client.request_json("GET", PRICES_PATH, PRICES_GROUP, params=params, headers=PRICES_HEADERS)
@@ -182,8 +204,8 @@ def fetch_page(client, symbol, first, end):
     return [row for row in rows if row != {}]
 
 
-def page_candles(rows, first, seen, adjusted):
-    """Given a page's rows, yield a Candle or RejectedCandle per day not yet seen and not before `first`.
+def page_candles(rows, first, seen, adjusted, timeframe=DAILY):
+    """Given a page's rows, yield a Candle or RejectedCandle per period not yet seen and not before `first`.
 
     A day before any sane date (validate.EARLIEST_SANE_DATE) is yielded all the
     same, so validation rejects and counts it instead of it vanishing unnoticed.
@@ -192,6 +214,7 @@ def page_candles(rows, first, seen, adjusted):
     for row in rows:
         day = trade_date(row)
         if day is not None:
+            day = period_of(day, timeframe)
             if day in seen or EARLIEST_SANE_DATE.date() <= day < first:
                 continue
             seen.add(day)
@@ -233,7 +256,7 @@ def parse_candle(row, day, adjusted):
         values[field] = decimal_of(row.get(source))
         if values[field] is None:
             return RejectedCandle(f"{day:%Y-%m-%d}: {source} is not a number: {snippet(repr(row.get(source)))}")
-    timestamp = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    timestamp = utc_midnight(day)
     return Candle(timestamp=timestamp, corporate_action=adjusted and is_corporate_action(row), **values)
 
 
@@ -254,9 +277,9 @@ def is_corporate_action(row):
     return lock_code not in NO_CORPORATE_ACTION or str(row.get("mod_yn") or "").strip() == "Y"
 
 
-def candle_closes_at(timestamp):
-    """Given a daily candle's start (00:00 UTC of the trade date), return when it is final: 18:00 KST."""
-    return timestamp + FINAL_AFTER
+def candle_closes_at(timestamp, timeframe=DAILY):
+    """Given a candle's start and timeframe, return when it is final: 18:00 KST of its period's last calendar day."""
+    return next_start(timestamp, timeframe) - timedelta(days=1) + FINAL_AFTER
 
 
 def quotes_unavailable(client):

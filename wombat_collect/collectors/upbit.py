@@ -1,4 +1,4 @@
-"""Upbit quotation API: the market listing, daily candles and quotes (no key needed).
+"""Upbit quotation API: the market listing, candles of every timeframe and quotes (no key needed).
 
 Facts: ../shared/reference/upbit-api.md. Upbit codes are QUOTE-BASE (`KRW-BTC`);
 the backend stores BASE/QUOTE (`BTC/KRW`).
@@ -6,15 +6,24 @@ the backend stores BASE/QUOTE (`BTC/KRW`).
 
 import itertools
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 from wombat_collect.collectors import chunks, map_concurrently
-from wombat_collect.collectors.paging import PERIOD, check_moved_back, check_page_budget, page_budget
+from wombat_collect.collectors.paging import check_moved_back, check_page_budget, page_budget
 from wombat_collect.errors import ExchangeError
 from wombat_collect.http import HttpClient, Verdict, flatten, snippet
 from wombat_collect.ratelimit import RateLimiter
-from wombat_collect.records import Candle, ExchangeInfo, Quote, RejectedCandle, RejectedQuote, SymbolRecord
+from wombat_collect.records import (
+    Candle,
+    Covered,
+    ExchangeInfo,
+    Quote,
+    RejectedCandle,
+    RejectedQuote,
+    SymbolRecord,
+)
+from wombat_collect.timeframes import DAILY, next_start, period_start, utc_midnight
 from wombat_collect.validate import EARLIEST_SANE_DATE, rounded_percent
 
 EXCHANGE = ExchangeInfo(code="upbit", name="Upbit", country="KR", timezone="Asia/Seoul")
@@ -36,6 +45,14 @@ ORDERBOOK_MARKETS_PER_REQUEST = 100  # undocumented maximum; keeps the URL near 
 QUOTE_WORKERS = 4  # order-book requests in flight at once (the pacer keeps the rate)
 QUOTE_FIELDS = {"current": "trade_price", "volume_24h": "acc_trade_volume_24h", "change_rate": "signed_change_rate"}
 PERCENT = Decimal(100)  # signed_change_rate is a ratio: 0.0644100407 = 6.4410 %
+TIMEFRAMES = {  # timeframe -> candle endpoint; all in the `candles` rate group (one limiter)
+    **{name: f"/v1/candles/minutes/{minutes}" for name, minutes in (
+        ("1m", 1), ("3m", 3), ("5m", 5), ("10m", 10), ("15m", 15), ("30m", 30), ("1h", 60), ("4h", 240))},
+    "1d": CANDLES_PATH,
+    "1w": "/v1/candles/weeks",
+    "1M": "/v1/candles/months",
+    "1y": "/v1/candles/years",
+}
 GROUPS = ("market", "candles", "ticker", "orderbook")
 CANDLE_FIELDS = {
     "open": "opening_price",
@@ -81,63 +98,103 @@ def fetch_symbols(client, group=None):
 
 
 def fetch_daily_candles(client, symbol, start=None):
-    """Given a BASE/QUOTE symbol and a first date (None: all history), yield its daily candles.
+    """Given a BASE/QUOTE symbol and a first date (None: all history), yield its daily candles (fetch_candles)."""
+    first = utc_midnight(start) if start else None
+    return (item for item in fetch_candles(client, symbol, DAILY, first) if not isinstance(item, Covered))
 
-    Newest first, the running candle included; pages backwards with the exclusive
-    `to` cursor. An empty page after a full one ends the history only if asking
-    again confirms it (a glitch must not cut the history short). Raise
-    SymbolNotFound for an unknown market, ExchangeError if a page is malformed,
-    does not move the cursor back a day per candle, or the window takes more
-    pages than it can need (collectors.paging).
+
+def fetch_candles(client, symbol, timeframe, start=None, end=None):
+    """Given a BASE/QUOTE symbol, a timeframe and a first period (None: all history), yield its candles.
+
+    With a start, pages forward PAGE_SIZE periods at a time from the start's
+    period (each page asked `to` its end, exclusive), so what is yielded grows
+    from the start and a Covered marker after each page says how far; `end`
+    (default: now) is where paging stops, the last page asked without `to` when
+    it reaches past the present (the running candle included). Without a start,
+    pages backwards from the newest candle (see _fetch_backwards). Raise
+    SymbolNotFound for an unknown market, ExchangeError if a page is malformed
+    or outside what was asked.
     """
+    if start is None:
+        yield from _fetch_backwards(client, market_code(symbol), timeframe)
+        return
     market = market_code(symbol)
-    first = start or EARLIEST_DATE
-    budget = page_budget(first, datetime.now(timezone.utc).date(), PAGE_SIZE)
+    segment_start = period_start(start, timeframe)
+    end = end or datetime.now(timezone.utc)
+    seen_any = False
+    while segment_start <= end:
+        segment_end = next_start(segment_start, timeframe, PAGE_SIZE)
+        cursor = segment_end if segment_end <= datetime.now(timezone.utc) else None
+        page = fetch_page(client, market, timeframe, cursor, again_if_empty=True)
+        if not page and seen_any:  # candles exist before segment_end: an empty answer (asked twice) is wrong
+            raise ExchangeError(f"upbit: {series_label(timeframe)}candles of {market}: an empty page before "
+                                f"{moment_label(segment_end)} after candles")
+        if not page:  # nothing before segment_end: the history starts later, find it backwards
+            yield Covered(start=period_start(start, timeframe), end=min(segment_end, end))
+            yield from _fetch_backwards(client, market, timeframe, stop=segment_end)
+            return
+        for candle in page:
+            if isinstance(candle, Candle) and EARLIEST_SANE_DATE <= candle.timestamp < segment_start:
+                continue  # yielded by the page before (a gap made this page reach back); insane dates go on
+
+            seen_any = True
+            yield candle
+        segment_start = segment_end
+        yield Covered(start=period_start(start, timeframe), end=min(segment_end, end))
+
+
+def _fetch_backwards(client, market, timeframe, stop=None):
+    """Given a market code and a timeframe, yield its candles from the newest back to `stop` (None: all).
+
+    Pages backwards with the exclusive `to` cursor, a Covered marker after each
+    page. An empty page after a full one ends the history only if asking again
+    confirms it (a glitch must not cut the history short). Raise ExchangeError
+    if a page does not move backwards, or the history takes more pages than it
+    can need (collectors.paging).
+    """
     cursor = None
+    newest_end = datetime.now(timezone.utc)
+    first = stop or EARLIEST_DATE
+    budget = page_budget(first, newest_end, PAGE_SIZE, timeframe)
     for pages in itertools.count(1):
         check_page_budget(pages, budget, "upbit", market, first)
-        page = fetch_page(client, market, cursor)
-        candles = [parse_candle(row) for row in page]
-        oldest = page_oldest(candles, cursor, market)
-        for candle in candles:
-            if isinstance(candle, Candle) and start and EARLIEST_SANE_DATE <= candle.timestamp \
-                    and candle.timestamp.date() < start:
-                continue  # before the window (an insane date goes on, to be rejected and counted)
-            yield candle
-        if len(page) < PAGE_SIZE or oldest is None or (start and oldest.date() <= start):
+        page = fetch_page(client, market, timeframe, cursor, again_if_empty=cursor is not None)
+        timestamps = [candle.timestamp for candle in page if isinstance(candle, Candle)]
+        yield from (candle for candle in page
+                    if stop is None or not isinstance(candle, Candle) or candle.timestamp >= stop)
+        oldest = min(timestamps, default=None)
+        if len(page) < PAGE_SIZE or oldest is None or (stop is not None and oldest <= stop):
+            yield Covered(start=stop or EARLIEST_SANE_DATE, end=newest_end)
             return
+        yield Covered(start=oldest, end=newest_end)
         cursor = oldest
 
 
-def fetch_page(client, market, cursor):
-    """Given a market code and the cursor (None: the newest page), return one page of candle rows.
+def fetch_page(client, market, timeframe, cursor, again_if_empty=False):
+    """Given a market, a timeframe and an exclusive `to` (None: the newest), return one page parsed.
 
-    An empty page after a full one is asked for again. Raise ExchangeError if it is not a list.
+    A page is Candles and RejectedCandles, newest first. An empty page is asked
+    again once when `again_if_empty`. Raise ExchangeError if the answer is not a
+    list or holds a candle at or after the cursor (the cursor did not move).
     """
     params = {"market": market, "count": PAGE_SIZE}
     if cursor:
         params["to"] = cursor.strftime("%Y-%m-%dT%H:%M:%SZ")
-    page = client.request_json("GET", CANDLES_PATH, "candles", params=params)
-    if page == [] and cursor:
-        page = client.request_json("GET", CANDLES_PATH, "candles", params=params)
+    path = TIMEFRAMES[timeframe]
+    page = client.request_json("GET", path, "candles", params=params)
+    if page == [] and again_if_empty:
+        page = client.request_json("GET", path, "candles", params=params)
     if not isinstance(page, list):
-        raise ExchangeError(f"upbit: candles of {market} are not a list: {snippet(str(page))}")
-    return page
-
-
-def page_oldest(candles, cursor, market):
-    """Given a page's parsed candles and the cursor it was asked with, return its oldest candle's time.
-
-    Return None if it holds no readable candle. Raise ExchangeError if a candle
-    is not before the cursor, or the page moved back less than a day per candle.
-    """
+        raise ExchangeError(f"upbit: {timeframe} candles of {market} are not a list: {snippet(str(page))}")
+    candles = [parse_candle(row) for row in page]
     times = {candle.timestamp for candle in candles if isinstance(candle, Candle)}
-    if not times:
-        return None
-    if cursor and max(times) >= cursor:
-        raise ExchangeError(f"upbit: candles of {market} did not move back past {cursor:%Y-%m-%d}")
-    check_moved_back(cursor or max(times) + PERIOD, min(times), len(times), "upbit", market)
-    return min(times)
+    if cursor and times and max(times) >= cursor:
+        raise ExchangeError(f"upbit: {series_label(timeframe)}candles of {market} did not move back past "
+                            f"{moment_label(cursor)}")
+    if times:
+        bound = cursor or next_start(max(times), timeframe)
+        check_moved_back(bound, min(times), len(times), "upbit", market, timeframe)
+    return candles
 
 
 def parse_candle(row):
@@ -152,14 +209,24 @@ def parse_candle(row):
     for field, source in CANDLE_FIELDS.items():
         value = row.get(source)
         if isinstance(value, bool) or not isinstance(value, (int, Decimal)) or not Decimal(value).is_finite():
-            return RejectedCandle(f"{timestamp:%Y-%m-%d}: {source} is not a number: {snippet(repr(value))}")
+            return RejectedCandle(f"{moment_label(timestamp)}: {source} is not a number: {snippet(repr(value))}")
         values[field] = Decimal(value)
     return Candle(timestamp=timestamp, **values)
 
 
-def candle_closes_at(timestamp):
-    """Given a daily candle's start (00:00 UTC), return when it is final: the next midnight UTC."""
-    return timestamp + timedelta(days=1)
+def series_label(timeframe):
+    """Given a timeframe, return how errors name its candles: nothing for daily ones (`1m ` otherwise)."""
+    return "" if timeframe == DAILY else f"{timeframe} "
+
+
+def moment_label(timestamp):
+    """Given a candle's start, return it as problems name it: the date, with the time unless midnight."""
+    return f"{timestamp:%Y-%m-%d}" if (timestamp.hour, timestamp.minute) == (0, 0) else f"{timestamp:%Y-%m-%d %H:%M}"
+
+
+def candle_closes_at(timestamp, timeframe=DAILY):
+    """Given a candle's start and timeframe, return when it is final: when its period ends (UTC)."""
+    return next_start(timestamp, timeframe)
 
 
 def quotes_unavailable(client):

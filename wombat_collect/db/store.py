@@ -142,6 +142,27 @@ def newest_quotes(connection, codes):
         return dict(cursor.fetchall())
 
 
+def add_fetched_range(connection, symbol_id, timeframe, range_start, range_end):
+    """Given a range [start, end) of a symbol's timeframe fetched completely, merge it into fetched_range."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement("add_fetched_range"), {"symbol_id": symbol_id, "timeframe": timeframe,
+                                                         "range_start": range_start, "range_end": range_end})
+
+
+def coverage_ends(connection, symbol_ids, timeframe):
+    """Given symbol ids and a timeframe, return {id: end of its oldest fetched range} for those with one."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement("coverage_ends"), {"ids": list(symbol_ids), "timeframe": timeframe})
+        return dict(cursor.fetchall())
+
+
+def fetched_ranges(connection, symbol_id, timeframe):
+    """Given a symbol id and a timeframe, return its fetched ranges [(start, end)], oldest first."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement("fetched_ranges"), {"symbol_id": symbol_id, "timeframe": timeframe})
+        return cursor.fetchall()
+
+
 def ping(connection):
     """Given a connection, ask the server a trivial question and end the transaction. Raise psycopg2.Error if dead."""
     with connection.cursor() as cursor:

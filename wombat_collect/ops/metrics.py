@@ -26,6 +26,7 @@ METRICS = (  # name, type, help
     ("last_success_timestamp_seconds", "gauge", "When the last successful run ended (Unix time; 0: never)."),
     ("failures_since_success", "gauge", "Runs that did not succeed since the last success."),
     ("runs_total", "counter", "Finished runs recorded in collect_run, by status."),
+    ("last_run_timeframe", "gauge", "1 for each timeframe the last finished prices run collected."),
 )
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def samples_of(row):
                           for kind in ("inserted", "updated", "unchanged", "rejected")],
         "last_success_timestamp_seconds": [(base, row["last_success"] or 0)],
         "failures_since_success": [(base, row["since_success"])],
+        "last_run_timeframe": [({**base, "timeframe": name}, 1) for name in row.get("timeframes") or ()],
     }
 
 

@@ -24,6 +24,8 @@ from wombat_collect.db.connection import connect, database_errors
 from wombat_collect.db.queries import statement
 from wombat_collect.ops import history, locks
 from wombat_collect.records import DAILY
+from wombat_collect.timeframes import NAMES as TIMEFRAME_NAMES
+from wombat_collect.timeframes import period_start, periods_between
 
 JOBS = ("symbols", "prices")
 QUOTES_JOB = "quotes"  # judged by its quotes' age, and only where it has run
@@ -64,6 +66,16 @@ class ExchangeHealth:
     problems: list = field(default_factory=list)
     newest_quote: datetime | None = None
     quotes_judged: bool = False  # quotes has run for this exchange
+    timeframes: list = field(default_factory=list)  # [TimeframeHealth]
+
+
+@dataclass(frozen=True)
+class TimeframeHealth:
+    """One timeframe of an exchange: its newest stored candle and how many closed periods it lags."""
+
+    timeframe: str
+    newest_candle: datetime | None
+    lag_periods: int | None
 
 
 @dataclass
@@ -94,19 +106,22 @@ class StatusReport:
 
 
 def read_report(dsn, exchanges, max_age_hours=DEFAULT_MAX_AGE_HOURS, lag_days=DEFAULT_LAG_DAYS,
-                quote_max_age_minutes=DEFAULT_QUOTE_MAX_AGE_MINUTES):
-    """Given a DSN and exchange codes, return the StatusReport. Raise DatabaseError if the database fails."""
+                quote_max_age_minutes=DEFAULT_QUOTE_MAX_AGE_MINUTES, timeframes=()):
+    """Given a DSN and exchange codes, return the StatusReport. Raise DatabaseError if the database fails.
+
+    `timeframes` limits the per-timeframe lines to those (empty: every timeframe with candles).
+    """
     connection = connect(dsn, autocommit=True)
     try:
         with database_errors("reading the status", connection):
             return build_report(connection, exchanges, max_age_hours, lag_days,
-                                quote_max_age_minutes=quote_max_age_minutes)
+                                quote_max_age_minutes=quote_max_age_minutes, timeframes=timeframes)
     finally:
         connection.close()
 
 
 def build_report(connection, exchanges, max_age_hours=DEFAULT_MAX_AGE_HOURS, lag_days=DEFAULT_LAG_DAYS, now=None,
-                 quote_max_age_minutes=DEFAULT_QUOTE_MAX_AGE_MINUTES):
+                 quote_max_age_minutes=DEFAULT_QUOTE_MAX_AGE_MINUTES, timeframes=()):
     """Given a connection and exchange codes, return the StatusReport (reads only)."""
     now = now or datetime.now(timezone.utc)
     keys = {(job, code): locks.advisory_key(job, code) for job in (*JOBS, QUOTES_JOB) for code in exchanges}
@@ -114,6 +129,7 @@ def build_report(connection, exchanges, max_age_hours=DEFAULT_MAX_AGE_HOURS, lag
     report = StatusReport(now, max_age_hours, lag_days, [], quote_max_age_minutes)
     for code in exchanges:
         item = exchange_health(connection, code, lag_days)
+        item.timeframes = timeframe_health(connection, code, timeframes, now)
         for job in JOBS:
             health = job_health(connection, job, code, keys[job, code] in alive)
             health.problems = judge_job(health, now, max_age_hours)
@@ -179,6 +195,27 @@ def exchange_health(connection, exchange, lag_days):
         item.problems.append(("warning", f"{lagging} active symbol(s) lag the newest candle "
                                          f"({newest:%Y-%m-%d}) by more than {lag_days} days"))
     return item
+
+
+def timeframe_health(connection, exchange, timeframes, now):
+    """Given an exchange and timeframes (empty: all), return a TimeframeHealth per timeframe to show.
+
+    Without a filter only timeframes with candles are shown. The lag counts the
+    closed periods after the newest candle: 0 when it is the last closed period.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(statement("timeframe_freshness"),
+                       {"exchange": exchange, "timeframes": list(timeframes or TIMEFRAME_NAMES)})
+        newest = dict(cursor.fetchall())
+    shown = [name for name in TIMEFRAME_NAMES if name in timeframes or (not timeframes and newest.get(name))]
+    return [TimeframeHealth(name, newest.get(name), lag_periods(newest.get(name), name, now)) for name in shown]
+
+
+def lag_periods(newest, timeframe, now):
+    """Given the newest candle's start (or None), its timeframe and the time, return the closed periods it lags."""
+    if newest is None:
+        return None
+    return max(periods_between(newest, period_start(now, timeframe), timeframe) - 1, 0)
 
 
 def job_health(connection, job, exchange, lock_held):
@@ -255,6 +292,8 @@ def exchange_dict(item):
                     "without_candles": item.without_candles, "lagging": item.lagging},
         "newest_candle": f"{item.newest_candle.astimezone(timezone.utc):%Y-%m-%d}" if item.newest_candle else None,
         "newest_quote": local_time(item.newest_quote),
+        "timeframes": [{"timeframe": health.timeframe, "newest_candle": utc_text(health.newest_candle),
+                        "lag_periods": health.lag_periods} for health in item.timeframes],
         "jobs": [{"job": health.job, "state": job_state(health), "running": health.running,
                   "problems": [text for _, text in health.problems],
                   "last_run": run_dict(health.last_run), "last_success": run_dict(health.last_success)}
@@ -283,6 +322,7 @@ def render_text(report):
     table = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines = [symbols_line(item, report.lag_days) for item in report.exchanges]
     lines += [quotes_line(item, report.checked_at) for item in report.exchanges if item.quotes_judged]
+    lines += [timeframes_line(item) for item in report.exchanges if item.timeframes]
     return "\n".join([headline, *table, *lines])
 
 
@@ -318,3 +358,15 @@ def quotes_line(item, now):
     when = f" (judged weekdays {hours[0]}-{hours[1]} Asia/Seoul)" if hours else ""
     return (f"{item.exchange}: newest quote {item.newest_quote.astimezone(SEOUL):{TIME_FORMAT} %Z} "
             f"({age:.1f} min ago){when}")
+
+
+def utc_text(moment):
+    """Given an aware datetime (or None), return `YYYY-MM-DD HH:MM` in UTC, or None."""
+    return f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M}" if moment else None
+
+
+def timeframes_line(item):
+    """Given an ExchangeHealth, return its one-line per-timeframe summary (newest candle, lag in periods)."""
+    parts = [f"{health.timeframe} newest {utc_text(health.newest_candle)} UTC, lag {health.lag_periods}"
+             if health.newest_candle else f"{health.timeframe} no candles" for health in item.timeframes]
+    return f"{item.exchange} timeframes: {'; '.join(parts)}"

@@ -95,6 +95,7 @@ SELECT pair.job, pair.exchange, last.status,
        last.symbols_ok, last.symbols_failed, last.symbols_skipped,
        last.rows_inserted, last.rows_updated, last.rows_unchanged, last.rows_rejected,
        extract(epoch FROM success.finished_at)::float8                AS last_success,
+       last.arguments -> 'timeframes' -> pair.exchange                AS timeframes,
        (SELECT count(*)
           FROM collect_run c
          WHERE c.job = pair.job AND c.exchange = pair.exchange
@@ -138,3 +139,13 @@ SELECT count(*) FILTER (WHERE is_active)                          AS active,
        count(*) FILTER (WHERE is_active AND newest < (SELECT max(newest) FROM newest)
                                               - make_interval(days => %(lag_days)s)) AS lagging
   FROM newest;
+
+-- name: timeframe_freshness
+-- The newest stored candle of the exchange's symbols per timeframe (NULL: none); uses idx_price_data_timeframe.
+SELECT wanted.timeframe,
+       (SELECT max(p."timestamp")
+          FROM pricedata p
+         WHERE p.timeframe = wanted.timeframe
+           AND p.symbol_id IN (SELECT s.id FROM symbol s JOIN exchange e ON e.id = s.exchange_id
+                                WHERE e.code = %(exchange)s)) AS newest
+  FROM unnest(%(timeframes)s::text[]) AS wanted(timeframe);
