@@ -479,11 +479,7 @@ def stream_series(pool, collector, client, task, options, stop):
                 rows += _write_chunk(pool, collector, client, task, chunk, pending, options, stop)
                 chunk, pending = [], None
             continue
-        problem = item.reason if not isinstance(item, Candle) else candle_problem(item, options.now, task.timeframe)
-        if problem:
-            rejected.append(problem)
-        elif options.include_open or collector.candle_closes_at(item.timestamp, task.timeframe) <= options.now:
-            chunk.append(item)
+        _sort_candle(collector, item, task.timeframe, options, chunk, rejected)
     return rows + _write_chunk(pool, collector, client, task, chunk, pending, options, stop), rejected
 
 
@@ -517,12 +513,18 @@ def fetch_valid_candles(collector, client, task, start, options, stop):
             raise StoppedEarly
         if isinstance(item, Covered):
             continue
-        problem = item.reason if not isinstance(item, Candle) else candle_problem(item, options.now, task.timeframe)
-        if problem:
-            rejected.append(problem)
-        elif options.include_open or collector.candle_closes_at(item.timestamp, task.timeframe) <= options.now:
-            candles.append(item)
+        _sort_candle(collector, item, task.timeframe, options, candles, rejected)
     return candles, rejected
+
+
+def _sort_candle(collector, item, timeframe, options, candles, rejected):
+    """Given a fetched Candle or RejectedCandle, append it to `candles` if it is valid and closed
+    (or options.include_open), its problem to `rejected` if it is not valid; drop a running candle."""
+    problem = item.reason if not isinstance(item, Candle) else candle_problem(item, options.now, timeframe)
+    if problem:
+        rejected.append(problem)
+    elif options.include_open or collector.candle_closes_at(item.timestamp, timeframe) <= options.now:
+        candles.append(item)
 
 
 def write_candles(pool, collector, client, task, candles, fetched, options, stop):
