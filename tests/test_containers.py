@@ -4,7 +4,8 @@ No Docker daemon is needed (none exists here or in CI): the linters check the
 files (hadolint, the compose-spec schema, kubernetes-validate --strict; they
 come from the `lint` extra, which .ci/run installs: missing, they fail the test
 under CI=true and skip it elsewhere), the schedules are compared with the
-systemd timers and the cron.d file over a year of days, and the command lines
+systemd timers and the cron.d file over a year of days (the every-minute quotes
+over three weeks of minutes), and the command lines
 the image and the CronJobs run are run for real against the fake exchanges and
 a real PostgreSQL.
 """
