@@ -4,7 +4,8 @@ No Docker daemon is needed (none exists here or in CI): the linters check the
 files (hadolint, the compose-spec schema, kubernetes-validate --strict; they
 come from the `lint` extra, which .ci/run installs: missing, they fail the test
 under CI=true and skip it elsewhere), the schedules are compared with the
-systemd timers and the cron.d file over a year of days, and the command lines
+systemd timers and the cron.d file over a year of days (the every-minute quotes
+over three weeks of minutes), and the command lines
 the image and the CronJobs run are run for real against the fake exchanges and
 a real PostgreSQL.
 """
@@ -30,7 +31,7 @@ from tests.fakes.kis_server import FakeKis
 from tests.fakes.upbit_server import default_market_row, make_upbit_candles
 from tests.kis_support import MASTERS, expected_prices, install_masters
 from tests.test_cli import expected_rows
-from tests.test_units import guard_of, parse_crontab, values
+from tests.test_units import cron_matches, guard_of, parse_crontab, values
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPOSITORY / "Dockerfile"
@@ -54,6 +55,18 @@ TIMER_STEMS = ["wombat-collect-symbols", "wombat-collect-prices", "wombat-collec
 HOST_ZONES = ["UTC", "America/New_York", "Asia/Kolkata"]
 YEAR_START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 YEAR_END = datetime(2026, 1, 1, tzinfo=timezone.utc)
+# Three weeks of minutes for the quotes (a year of minutes is too many), Saturday to Saturday in
+# Seoul: weekends, session edges, and America/New_York's change to daylight saving time (9 March).
+QUOTES_START = datetime(2025, 3, 1, tzinfo=SEOUL)
+QUOTES_END = datetime(2025, 3, 22, tzinfo=SEOUL)
+# A minute's schedules cost seconds per zone: UTC, and a zone that changes its offset in the window.
+QUOTES_HOST_ZONES = ["UTC", "America/New_York"]
+QUOTES_SERVICE = UNIT_DIRECTORY / "wombat-collect-quotes@.service"
+QUOTES_TIMERS = sorted(UNIT_DIRECTORY.glob("wombat-collect-quotes-*.timer"))
+# The cron.d KIS quotes line's guard: Seoul weekday <= N and HHMM within [first, last].
+QUOTES_GUARD = re.compile(r'^\[ "\$\(TZ=(\S+) date \+\\%u\)" -le (\d) \] && '
+                          r'\[ "\$\(TZ=\1 date \+\\%H\\%M\)" -ge (\d{4}) \] && '
+                          r'\[ "\$\(TZ=\1 date \+\\%H\\%M\)" -le (\d{4}) \] && ')
 # The backend's variables (reference/containers.md), plus the KIS keys.
 BACKEND_VARIABLES = {"POSTGRES_SERVER", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD",
                      "SENTRY_DSN", "KIS_APP_KEY", "KIS_APP_SECRET"}
@@ -192,6 +205,11 @@ def daily_jobs(jobs):
     return [(schedule, command) for schedule, command in jobs if command_arguments(command) not in QUOTES]
 
 
+def quote_jobs(jobs):
+    """Given parsed supercronic jobs, return the quotes lines."""
+    return [(schedule, command) for schedule, command in jobs if command_arguments(command) in QUOTES]
+
+
 def load_yaml(path):
     with open(path, encoding="utf-8") as stream:
         return yaml.safe_load(stream)
@@ -209,6 +227,11 @@ def pod_spec(cronjob):
 def container(cronjob):
     [only] = pod_spec(cronjob)["containers"]
     return only
+
+
+def cronjob_arguments(cronjob):
+    """Given a CronJob, return its container's CLI arguments after `wombat-collect`, as one string."""
+    return " ".join(container(cronjob)["command"][1:])
 
 
 def cron_instants(schedule, zone, start=YEAR_START, end=YEAR_END):
@@ -233,12 +256,13 @@ def command_arguments(command):
 
 # --- what each scheduler fires: {(UTC instant, arguments)} ---------------
 
-def supercronic_firings(host_zone, crontab=SUPERCRONIC_CRONTAB, image_zone=None):
+def supercronic_firings(host_zone, crontab=SUPERCRONIC_CRONTAB, image_zone=None, select=daily_jobs,
+                        window=(YEAR_START, YEAR_END)):
     """supercronic reads the schedule in CRON_TZ, else in the container's TZ (set by the image)."""
     environment, jobs = parse_supercronic(crontab)
     zone = environment.get("CRON_TZ") or (image_zone or image_environment()).get("TZ") or host_zone
-    return {(moment, command_arguments(command)) for schedule, command in daily_jobs(jobs)
-            for moment in cron_instants(schedule, zone)}
+    return {(moment, command_arguments(command)) for schedule, command in select(jobs)
+            for moment in cron_instants(schedule, zone, *window)}
 
 
 def systemd_firings(host_zone):
@@ -278,13 +302,79 @@ def crond_firings(host_zone):
     return firings
 
 
-def cronjob_firings(host_zone):
+def cronjob_firings(host_zone, wanted=tuple(JOBS), window=(YEAR_START, YEAR_END)):
     """The CronJob controller reads `schedule` in `timeZone` (the controller's zone without it)."""
     firings = set()
-    for cronjob in cronjobs():
+    for cronjob in (cronjob for cronjob in cronjobs() if cronjob_arguments(cronjob) in wanted):
         zone = cronjob["spec"].get("timeZone") or host_zone
-        arguments = " ".join(container(cronjob)["command"][1:])
-        firings.update((moment, arguments) for moment in cron_instants(cronjob["spec"]["schedule"], zone))
+        firings.update((moment, cronjob_arguments(cronjob))
+                       for moment in cron_instants(cronjob["spec"]["schedule"], zone, *window))
+    return firings
+
+
+def calendar_as_cron(expression):
+    """Given a quotes timer's OnCalendar (`[Mon..Fri ]*-*-* H:M:00[ zone]`, ranges as `a..b`), return
+    (five-field cron schedule, zone or None)."""
+    match = re.fullmatch(r"(?:(Mon\.\.Fri) )?\*-\*-\* ([\d.*]+):([\d.*]+):00(?: (\S+))?", expression)
+    assert match, f"unexpected OnCalendar={expression}"
+    weekdays, hours, minutes, zone = match.groups()
+
+    def field(text):
+        return "*" if text == "*" else "-".join(str(int(part)) for part in text.split(".."))
+
+    return f"{field(minutes)} {field(hours)} * * {'1-5' if weekdays else '*'}", zone
+
+
+def systemd_quotes_firings(host_zone):
+    """Each quotes timer starts its instance of the quotes service at every OnCalendar, read in its zone."""
+    [exec_start] = values(QUOTES_SERVICE, "Service", "ExecStart")
+    firings = set()
+    for timer in QUOTES_TIMERS:
+        [unit] = values(timer, "Timer", "Unit")
+        arguments = command_arguments(exec_start.replace("%i", unit.split("@")[1].removesuffix(".service")))
+        for expression in values(timer, "Timer", "OnCalendar"):
+            schedule, zone = calendar_as_cron(expression)
+            firings.update((moment, arguments)
+                           for moment in cron_instants(schedule, zone or host_zone, QUOTES_START, QUOTES_END))
+    return firings
+
+
+def quotes_guard_passes(command, moment):
+    """Given a cron.d quotes command and a UTC instant, return whether its guard lets the run start then."""
+    match = QUOTES_GUARD.match(command)
+    if not match:
+        return True  # unguarded (Upbit)
+    zone, last_weekday, first, last = match.groups()
+    local = moment.astimezone(ZoneInfo(zone))
+    return local.isoweekday() <= int(last_weekday) and int(first) <= int(local.strftime("%H%M")) <= int(last)
+
+
+def crond_quotes_firings(host_zone):
+    """cron starts a quotes line at each host minute its schedule matches; the guard lets it through or not."""
+    _, jobs = parse_crontab(CROND_FILE)
+    minutes = [QUOTES_START.astimezone(timezone.utc) + timedelta(minutes=offset)
+               for offset in range(int((QUOTES_END - QUOTES_START).total_seconds()) // 60)]
+    firings = set()
+    for job in jobs:
+        arguments = re.search(r"/wombat-collect (quotes --exchange \w+)", job["command"])
+        if not arguments:
+            continue  # a daily job
+        firings.update((moment, arguments.group(1)) for moment in minutes
+                       if cron_matches(job, moment.astimezone(ZoneInfo(host_zone)))
+                       and quotes_guard_passes(job["command"], moment))
+    return firings
+
+
+def expected_quotes_firings():
+    """Upbit every minute; KIS every minute of weekdays 08:30-18:00 Seoul, both ends included."""
+    firings = set()
+    moment = QUOTES_START.astimezone(timezone.utc)
+    while moment < QUOTES_END:
+        firings.add((moment, "quotes --exchange upbit"))
+        seoul = moment.astimezone(SEOUL)
+        if seoul.weekday() < 5 and (8, 30) <= (seoul.hour, seoul.minute) <= (18, 0):
+            firings.add((moment, "quotes --exchange kis"))
+        moment += timedelta(minutes=1)
     return firings
 
 
@@ -541,6 +631,18 @@ def test_schedules_fire_the_same_commands_at_the_same_instants(host_zone):
     assert cronjob_firings(host_zone) == expected
 
 
+@pytest.mark.parametrize("host_zone", QUOTES_HOST_ZONES)
+def test_schedules_fire_the_same_quotes_at_the_same_instants(host_zone):
+    expected = expected_quotes_firings()
+    # 21 days of Upbit minutes; 15 weekdays of KIS minutes 08:30-08:59, 09:00-17:59 and 18:00.
+    assert len(expected) == 21 * 24 * 60 + 15 * (30 + 9 * 60 + 1)
+    window = (QUOTES_START, QUOTES_END)
+    assert supercronic_firings(host_zone, select=quote_jobs, window=window) == expected
+    assert systemd_quotes_firings(host_zone) == expected
+    assert crond_quotes_firings(host_zone) == expected
+    assert cronjob_firings(host_zone, wanted=QUOTES, window=window) == expected
+
+
 def test_schedule_comparison_catches_a_missing_zone(tmp_path):
     # Without CRON_TZ and without the image's TZ, supercronic would read the
     # times in UTC: 9 hours late, which the comparison must see.
@@ -755,14 +857,29 @@ def test_cronjob_resources_cover_the_measured_peak(path):
     assert "cpu" not in resources["limits"], "a CPU limit only throttles a rate-limited job"
 
 
-def test_cronjob_for_kis_prices_keeps_its_state_on_the_claim():
+def test_cronjob_for_kis_keeps_its_state_on_the_claim():
     claims = {}
     for cronjob in cronjobs():
         state = {volume["name"]: volume for volume in pod_spec(cronjob)["volumes"]}["state"]
-        claims[" ".join(container(cronjob)["command"][1:])] = state.get("persistentVolumeClaim", {}).get("claimName")
-    assert claims == {"symbols --exchange all": None, "prices --exchange all": "wombat-collect-state",
-                      "prices --exchange upbit": None}
+        claims[cronjob["metadata"]["name"]] = state.get("persistentVolumeClaim", {}).get("claimName")
+    # The jobs that call KIS's price APIs share the token cache; the others need no token.
+    assert claims == {"wombat-collect-symbols": None, "wombat-collect-prices": "wombat-collect-state",
+                      "wombat-collect-prices-upbit": None, "wombat-collect-quotes-upbit": None,
+                      "wombat-collect-quotes-kis-0830": "wombat-collect-state",
+                      "wombat-collect-quotes-kis-0900": "wombat-collect-state",
+                      "wombat-collect-quotes-kis-1800": "wombat-collect-state"}
     assert load_yaml(K8S / "pvc-state.yaml")["metadata"]["name"] == "wombat-collect-state"
+
+
+def test_cronjob_for_quotes_skips_a_missed_minute_instead_of_running_it_late():
+    quotes = [cronjob for cronjob in cronjobs() if cronjob_arguments(cronjob) in QUOTES]
+    assert sorted(cronjob_arguments(cronjob) for cronjob in quotes) == [
+        "quotes --exchange kis"] * 3 + ["quotes --exchange upbit"]
+    for cronjob in quotes:
+        # Started within half a minute or not at all; no retry; stopped before it could overlap two slots.
+        assert cronjob["spec"]["startingDeadlineSeconds"] <= 30
+        assert cronjob["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
+        assert cronjob["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] <= 120
 
 
 def moved(value, mounts):
@@ -822,10 +939,24 @@ def run_cronjob(cronjob, database, fake_upbit, fake_kis, tmp_path, claim):
 def test_cronjob_commands_collect_everything(database, fake_upbit, upbit_candles, fake_kis, tmp_path):
     claim = tmp_path / "claim"
     claim.mkdir()
-    by_schedule = sorted(cronjobs(), key=lambda cronjob: cronjob["spec"]["schedule"])
-    results = [run_cronjob(cronjob, database, fake_upbit, fake_kis, tmp_path, claim) for cronjob in by_schedule]
-    assert [result.returncode for result in results] == [0, 0, 0], [result.stderr[-2000:] for result in results]
-    assert_everything_collected(database, fake_kis, upbit_candles)
+    daily = sorted((cronjob for cronjob in cronjobs() if cronjob_arguments(cronjob) in JOBS),
+                   key=lambda cronjob: cronjob["spec"]["schedule"])  # "0 0", "2 0", "5 9"
+    quotes = sorted((cronjob for cronjob in cronjobs() if cronjob_arguments(cronjob) in QUOTES),
+                    key=lambda cronjob: cronjob["metadata"]["name"])
+    results = [(cronjob["metadata"]["name"], run_cronjob(cronjob, database, fake_upbit, fake_kis, tmp_path, claim))
+               for cronjob in daily + quotes]
+    assert [(name, result.returncode) for name, result in results] == [
+        ("wombat-collect-symbols", 0), ("wombat-collect-prices", 0), ("wombat-collect-prices-upbit", 0),
+        ("wombat-collect-quotes-kis-0830", 0), ("wombat-collect-quotes-kis-0900", 0),
+        ("wombat-collect-quotes-kis-1800", 0), ("wombat-collect-quotes-upbit", 0),
+    ], [result.stderr[-2000:] for _, result in results]
+    assert_everything_collected(database, fake_kis, upbit_candles,
+                                [("quotes", "kis", "succeeded")] * 3 + [("quotes", "upbit", "succeeded")])
+    assert query(database, "SELECT e.code, count(*) FROM realtime_prices r JOIN symbol s ON s.id = r.symbol_id"
+                           " JOIN exchange e ON e.id = s.exchange_id GROUP BY 1 ORDER BY 1") == [
+        ("kis", len(kis_codes())), ("upbit", len(upbit_candles))]
+    # The KIS quotes pods reused the token the prices pod cached on the claim.
+    assert fake_kis.tokens_issued == 1
 
 
 def test_cronjob_prices_pods_share_one_kis_token_through_the_claim(database, fake_upbit, upbit_candles, fake_kis,
