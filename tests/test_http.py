@@ -48,7 +48,7 @@ from wombat_collect.collectors.kis_token import TokenUnavailable
 from wombat_collect.config import load_settings
 from wombat_collect.errors import ExchangeError
 from wombat_collect.http import MAX_JSON_BYTES, ExchangeUnreachable, HttpClient, display_url, flatten, parse_json
-from wombat_collect.ratelimit import RateLimiter
+from wombat_collect.ratelimit import THROTTLED_MARGIN_STEP, RateLimiter
 
 TIMEOUT = "4"  # WOMBAT_HTTP_TIMEOUT of the matrix runs: ample for an answer on a busy machine
 STALL_SECONDS = 10.0  # how long a "timeout" fault keeps the answer back: well past TIMEOUT
@@ -176,6 +176,17 @@ def test_request_json_persistent_429_gives_up_after_bounded_retries():
         assert always_throttled.count(status=429) == 9  # 1 + MAX_THROTTLE_RETRIES
     assert str(raised.value) == "upbit: HTTP 429: Too many API requests. (gave up after retries)"
     assert client.counters["throttled"] == 8
+
+
+def test_request_json_each_429_spaces_later_requests_wider():
+    with FakeUpbit(rate_limit=0) as always_throttled:
+        client = upbit_client(always_throttled.url)
+        client.limiters["candles"] = limiter = RateLimiter(1000, margin=1.0)
+        with pytest.raises(ExchangeError):
+            client.request_json("GET", CANDLES_PATH, "candles", params={"market": "KRW-BTC"})
+        refused = always_throttled.count(status=429)
+    assert refused == 9
+    assert limiter.margin == pytest.approx(1.0 - refused * THROTTLED_MARGIN_STEP)
 
 
 def test_request_json_persistent_egw00201_gives_up_after_bounded_retries():

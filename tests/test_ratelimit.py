@@ -2,7 +2,9 @@
 
 import threading
 
-from wombat_collect.ratelimit import DEFAULT_MARGIN, RateLimiter
+import pytest
+
+from wombat_collect.ratelimit import DEFAULT_MARGIN, MINIMUM_MARGIN, THROTTLED_MARGIN_STEP, RateLimiter
 
 
 class SimulatedClock:
@@ -42,6 +44,18 @@ def test_acquire_never_exceeds_the_rate_in_any_window_even_without_margin():
     times = start_times(limiter, clock, 60)
     for index, start in enumerate(times):
         assert sum(1 for other in times if start <= other < start + 1.0) <= 10, index
+
+
+def test_slow_down_spaces_later_requests_wider_down_to_the_minimum():
+    clock = SimulatedClock()
+    limiter = RateLimiter(10, clock=clock.time, sleep=clock.sleep)
+    limiter.slow_down()
+    times = start_times(limiter, clock, 101)
+    assert 100 / (times[-1] - times[0]) == pytest.approx(10 * (DEFAULT_MARGIN - THROTTLED_MARGIN_STEP))
+    for _ in range(100):
+        limiter.slow_down()
+    times = start_times(limiter, clock, 101)
+    assert 100 / (times[-1] - times[0]) == pytest.approx(10 * MINIMUM_MARGIN)
 
 
 def test_hold_delays_the_next_request():

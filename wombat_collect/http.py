@@ -273,6 +273,8 @@ class HttpClient:
             verdict, message = self.classify(answer) if answer else (Verdict.RETRY, problem)
             if verdict is Verdict.OK:
                 return answer.payload
+            if verdict is Verdict.THROTTLED:
+                self.limiters[group].slow_down()
             if verdict is Verdict.THROTTLED and throttled < MAX_THROTTLE_RETRIES:
                 self._back_off(group, throttled, "throttled", message)
                 throttled += 1

@@ -4,14 +4,18 @@ The exchanges count requests in windows we cannot see, and network jitter
 bunches requests together, so the pacer spaces requests evenly at a small
 margin below the nominal rate and never lets more than `rate` start within
 any one second. It slows down when the server says the window is nearly
-spent by someone else, and backs off hard on an explicit "too many requests".
+spent by someone else, and backs off hard on an explicit "too many requests";
+each such refusal also spaces the rest of the run's requests a little wider,
+since it shows that the jitter on this path is larger than the margin allows.
 """
 
 import threading
 import time
 from collections import deque
 
-DEFAULT_MARGIN = 0.97  # measured against a strict sliding-window fake (see tests/benchmark_prices.py)
+DEFAULT_MARGIN = 0.96  # measured against a strict sliding-window fake (see tests/benchmark_prices.py)
+THROTTLED_MARGIN_STEP = 0.01  # each "too many requests" narrows the margin by this much ...
+MINIMUM_MARGIN = 0.90  # ... down to this
 WINDOW_SECONDS = 1.0
 GUARDED_WINDOW_SECONDS = 1.02  # 20 ms of jitter between our send and the server's count
 
@@ -21,6 +25,7 @@ class RateLimiter:
 
     def __init__(self, rate, margin=DEFAULT_MARGIN, clock=time.monotonic, sleep=time.sleep):
         self.rate = float(rate)
+        self.margin = margin
         self.interval = 1.0 / (self.rate * margin)
         self.window_capacity = max(1, int(self.rate))
         self._clock = clock
@@ -57,6 +62,15 @@ class RateLimiter:
         """Delay every request not yet started by at least `seconds` from now."""
         with self._lock:
             self._next_slot = max(self._next_slot, self._clock() + seconds)
+
+    def slow_down(self):
+        """After the server refused a request as one too many: space requests wider for the rest of the run.
+
+        Each call narrows the margin by THROTTLED_MARGIN_STEP, never below MINIMUM_MARGIN.
+        """
+        with self._lock:
+            self.margin = max(MINIMUM_MARGIN, min(self.margin, 1.0) - THROTTLED_MARGIN_STEP)
+            self.interval = 1.0 / (self.rate * self.margin)
 
     def observe_remaining(self, remaining):
         """Given the server's count of requests left in its current second, slow down if low.
