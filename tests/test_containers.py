@@ -30,8 +30,9 @@ from tests.conftest import query, stored_prices
 from tests.fakes.kis_server import FakeKis
 from tests.fakes.upbit_server import default_market_row, make_upbit_candles
 from tests.kis_support import MASTERS, expected_prices, install_masters
+from tests.ops_support import read_crontab
 from tests.test_cli import expected_rows
-from tests.test_units import cron_matches, guard_of, parse_crontab, values
+from tests.test_units import cron_matches, guard_of, values
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPOSITORY / "Dockerfile"
@@ -178,23 +179,9 @@ def duration_seconds(text):
 
 
 def parse_supercronic(path=SUPERCRONIC_CRONTAB):
-    """Given a supercronic crontab, return ({variable: value}, [(five-field schedule, command)]).
-
-    Like supercronic: `NAME=value` lines set variables, other lines are five
-    fields and a command (this file uses no seconds or year fields).
-    """
-    environment, jobs = {}, []
-    for raw_line in path.read_text(encoding="utf-8").splitlines():
-        line = raw_line.strip()
-        if not line or line.startswith("#"):
-            continue
-        assignment = re.fullmatch(r"([^\s=]+)\s*=\s*(.*)", line)
-        if assignment:
-            environment[assignment.group(1)] = assignment.group(2)
-            continue
-        fields = line.split(None, 5)
-        jobs.append((" ".join(fields[:5]), fields[5]))
-    return environment, jobs
+    """Given a supercronic crontab, return ({variable: value}, [(five-field schedule, command)]) (no user field)."""
+    environment, jobs = read_crontab(path, with_user=False)
+    return environment, [(job["schedule"], job["command"]) for job in jobs]
 
 
 QUOTES = ("quotes --exchange upbit", "quotes --exchange kis")
@@ -288,7 +275,7 @@ def crond_firings(host_zone):
     """
     from croniter import croniter
 
-    _, jobs = parse_crontab(CROND_FILE)
+    _, jobs = read_crontab(CROND_FILE, with_user=True)
     firings = set()
     for job in jobs:
         daily = [arguments for arguments in JOBS if f"/wombat-collect {arguments} " in job["command"] + " "]
@@ -351,7 +338,7 @@ def quotes_guard_passes(command, moment):
 
 def crond_quotes_firings(host_zone):
     """cron starts a quotes line at each host minute its schedule matches; the guard lets it through or not."""
-    _, jobs = parse_crontab(CROND_FILE)
+    _, jobs = read_crontab(CROND_FILE, with_user=True)
     minutes = [QUOTES_START.astimezone(timezone.utc) + timedelta(minutes=offset)
                for offset in range(int((QUOTES_END - QUOTES_START).total_seconds()) // 60)]
     firings = set()

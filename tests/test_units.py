@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.ops_support import read_crontab
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 UNIT_DIRECTORY = REPOSITORY / "systemd"
 CRONTAB = REPOSITORY / "crontab" / "wombat-collect"
@@ -144,24 +146,6 @@ def effective_settings(directory, unit):
             settings.setdefault(key, []).append(value)
     assert settings, f"no dump of {unit} in:\n{result.stdout}{result.stderr}"
     return settings
-
-
-def parse_crontab(path):
-    """Given a cron.d file, return ({variable: value}, [job dict, ...])."""
-    environment = {}
-    jobs = []
-    for raw_line in Path(path).read_text(encoding="utf-8").splitlines():
-        line = raw_line.strip()
-        if not line or line.startswith("#"):
-            continue
-        assignment = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)", line)
-        if assignment:
-            environment[assignment.group(1)] = assignment.group(2)
-            continue
-        minute, hour, day, month, weekday, user, command = line.split(None, 6)
-        jobs.append({"minute": minute, "hour": hour, "day": day, "month": month,
-                     "weekday": weekday, "user": user, "command": command})
-    return environment, jobs
 
 
 def cron_field_values(field, low, high):
@@ -467,7 +451,7 @@ def test_crontab_file_is_usable_in_cron_d():
 
 
 def test_crontab_sets_shell_path_mail_and_configuration():
-    environment, _ = parse_crontab(CRONTAB)
+    environment, _ = read_crontab(CRONTAB, with_user=True)
     assert environment["SHELL"] == "/bin/sh"
     assert {"/usr/bin", "/bin"} <= set(environment["PATH"].split(":"))
     assert environment["MAILTO"]
@@ -479,13 +463,13 @@ def test_crontab_sets_shell_path_mail_and_configuration():
 
 
 def test_crontab_has_one_line_per_job():
-    _, jobs = parse_crontab(CRONTAB)
+    _, jobs = read_crontab(CRONTAB, with_user=True)
     assert sorted(job_stem(job) for job in jobs) == sorted(
         list(JOBS) + [timer.removesuffix(".timer") for timer in QUOTE_TIMERS])
 
 
 def test_crontab_lines_run_as_wombat_and_discard_only_stdout():
-    _, jobs = parse_crontab(CRONTAB)
+    _, jobs = read_crontab(CRONTAB, with_user=True)
     for job in jobs:
         assert job["user"] == "wombat"
         assert job["command"].endswith(" >/dev/null"), job["command"]
@@ -495,7 +479,7 @@ def test_crontab_lines_run_as_wombat_and_discard_only_stdout():
 @pytest.mark.parametrize("utc_day", UTC_DAYS)
 @pytest.mark.parametrize("host_zone", HOST_ZONES)
 def test_crontab_fires_once_at_korean_time_on_any_host_zone(host_zone, utc_day):
-    _, jobs = parse_crontab(CRONTAB)
+    _, jobs = read_crontab(CRONTAB, with_user=True)
     for job in daily_jobs(jobs):
         _, korean_time, utc_time = JOBS[job_stem(job)]
         assert guard_of(job) == ("Asia/Seoul", korean_time)
@@ -532,7 +516,7 @@ def make_stub_bin(directory):
 
 
 def test_crontab_commands_fire_in_a_real_shell(tmp_path):
-    environment, jobs = parse_crontab(CRONTAB)
+    environment, jobs = read_crontab(CRONTAB, with_user=True)
     stub_bin = tmp_path / "bin"
     make_stub_bin(stub_bin)
     log = tmp_path / "runs.log"
@@ -559,7 +543,7 @@ def test_crontab_commands_fire_in_a_real_shell(tmp_path):
 
 
 def test_crontab_quotes_upbit_line_runs_every_minute_unguarded():
-    _, jobs = parse_crontab(CRONTAB)
+    _, jobs = read_crontab(CRONTAB, with_user=True)
     (job,) = [job for job in jobs if job_stem(job) == "wombat-collect-quotes-upbit"]
     assert [job[field] for field in ("minute", "hour", "day", "month", "weekday")] == ["*"] * 5
     assert job["command"] == f"{EXECUTABLE} quotes --exchange upbit >/dev/null"
@@ -575,7 +559,7 @@ KIS_QUOTES_INSTANTS = {
 
 
 def test_crontab_quotes_kis_line_fires_only_during_krx_sessions_in_a_real_shell(tmp_path):
-    environment, jobs = parse_crontab(CRONTAB)
+    environment, jobs = read_crontab(CRONTAB, with_user=True)
     (job,) = [job for job in jobs if job_stem(job) == "wombat-collect-quotes-kis"]
     assert [job[field] for field in ("minute", "hour", "day", "month", "weekday")] == ["*"] * 5
     stub_bin = tmp_path / "bin"
@@ -596,7 +580,7 @@ def test_crontab_quotes_kis_line_fires_only_during_krx_sessions_in_a_real_shell(
 @pytest.mark.parametrize("utc_time, fires", [("15:00:20", True), ("15:15:20", False),
                                              ("00:00:20", False)])
 def test_crontab_symbols_guard_under_faketime(utc_time, fires):
-    _, jobs = parse_crontab(CRONTAB)
+    _, jobs = read_crontab(CRONTAB, with_user=True)
     job = next(job for job in jobs if job_stem(job) == "wombat-collect-symbols")
     guard = cron_command_for_shell(job["command"]).split(" && ", 1)[0]
     day = datetime.now(timezone.utc).date() + timedelta(days=2)
