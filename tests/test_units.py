@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.ops_support import read_crontab
+from tests.ops_support import read_crontab, readme_code_blocks
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 UNIT_DIRECTORY = REPOSITORY / "systemd"
@@ -590,3 +590,61 @@ def test_crontab_symbols_guard_under_faketime(utc_time, fires):
     offset = int(target.timestamp() - datetime.now(timezone.utc).timestamp())
     result = run(["faketime", "-f", f"{offset:+d}s", "/bin/sh", "-c", f"{guard} && echo fired"])
     assert (result.stdout == "fired\n") is fires, result.stdout + result.stderr
+
+
+# --- README "Changing the schedule": the systemd drop-in and the cron.d line -------------------
+
+DROP_IN_HEADING = "systemd timers: a drop-in"
+MOVED_PRICES_UTC = "16:30"  # 01:30 Asia/Seoul, the day before in UTC
+
+
+def install_prices_drop_in(directory, text):
+    """Given installed units and a drop-in's text, install it as `systemctl edit wombat-collect-prices.timer` does."""
+    drop_in_directory = directory / "wombat-collect-prices.timer.d"
+    drop_in_directory.mkdir()
+    (drop_in_directory / "override.conf").write_text(text, encoding="utf-8")
+    return directory
+
+
+def test_readme_drop_in_is_made_with_systemctl_edit_of_the_prices_timer():
+    assert "systemctl edit wombat-collect-prices.timer" in readme_code_blocks(DROP_IN_HEADING, "sh")[0]
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize("host_zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_readme_drop_in_moves_the_prices_timer_to_0130_seoul(host_zone, tmp_path):
+    [drop_in] = readme_code_blocks(DROP_IN_HEADING, "ini")
+    directory = install_prices_drop_in(install_units(tmp_path), drop_in)
+    result = run([SYSTEMD_ANALYZE, "verify", "./wombat-collect-prices.timer"], cwd=directory)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    [expression] = effective_settings(directory, "wombat-collect-prices.timer")["OnCalendar"]  # the reset worked
+    first, second = calendar_elapses(expression, host_zone, 2)
+    assert (first.strftime("%H:%M:%S"), second - first) == (f"{MOVED_PRICES_UTC}:00", timedelta(days=1))
+
+
+@needs_systemd_analyze
+def test_readme_drop_in_without_the_empty_oncalendar_would_keep_0002_too(tmp_path):
+    [drop_in] = readme_code_blocks(DROP_IN_HEADING, "ini")
+    directory = install_prices_drop_in(install_units(tmp_path), drop_in.replace("OnCalendar=\n", "", 1))
+    assert sorted(effective_settings(directory, "wombat-collect-prices.timer")["OnCalendar"]) == [
+        "*-*-* 00:02:00 Asia/Seoul", "*-*-* 01:30:00 Asia/Seoul"]
+
+
+def test_readme_crond_line_moves_prices_to_0130_seoul_on_any_host_zone(tmp_path):
+    from croniter import croniter
+
+    [line] = readme_code_blocks("cron.d: the guarded line", "crontab")
+    (tmp_path / "wombat-collect").write_text(line, encoding="utf-8")
+    _, [job] = read_crontab(tmp_path / "wombat-collect", with_user=True)
+    [original] = [each for each in read_crontab(CRONTAB, with_user=True)[1] if job_stem(each) == job_stem(job)]
+    assert job_stem(job) == "wombat-collect-prices"
+    assert job["user"] == original["user"]
+    assert job["command"].split(" && ", 1)[1] == original["command"].split(" && ", 1)[1]
+    assert guard_of(job) == ("Asia/Seoul", "01:30")
+    for host_zone in HOST_ZONES:
+        for utc_day in UTC_DAYS:  # croniter reads the fields on the host's clock; the guard on Seoul's
+            fired = {moment.strftime("%H:%M") for moment in utc_minutes_of_day(utc_day)
+                     if croniter.match(job["schedule"], moment.astimezone(ZoneInfo(host_zone)))
+                     and moment.astimezone(SEOUL).strftime("%H:%M") == "01:30"}
+            assert fired == {MOVED_PRICES_UTC}, (host_zone, utc_day)
+            assert simulated_firings(job, host_zone, utc_day) == {MOVED_PRICES_UTC}
