@@ -992,8 +992,8 @@ def test_readme_compose_override_mounts_the_changed_crontab_where_supercronic_re
     source, target, mode = added.split(":")
     assert (target, mode) == (IMAGE_CRONTAB, "ro")
     assert ("CMD", f'["supercronic", "-passthrough-logs", "{IMAGE_CRONTAB}"]') in final_stage(dockerfile_instructions())
-    assert f"cp crontab/supercronic {source.removeprefix('./')}" in commands
-    assert f"{source.removeprefix('./')}:{IMAGE_CRONTAB}:ro" in commands  # the same file is tested first
+    assert f"cp crontab/supercronic {source}" in commands
+    assert f"$PWD/{source.removeprefix('./')}:{IMAGE_CRONTAB}:ro" in commands  # the same file is tested first
     assert "-f compose.yaml -f compose.override.yaml -f compose.schedule.yaml up -d" in commands
     assert "`compose.schedule.yaml`:" in readme_section("Container crontab: a Compose override")
     state = [mount for mount in mounts if mount.startswith("wombat-collect-state:")]
