@@ -1,18 +1,24 @@
-"""Helpers for the ops tests: CLI subprocesses, waiting, a loopback ping server, slow fakes."""
+"""Helpers for the ops tests: CLI subprocesses, waiting, a loopback ping server, slow fakes, crontab files,
+the README's examples."""
 
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from tests.conftest import query
 from tests.fakes.upbit_server import CANDLES_PATH, make_upbit_candles
 
+REPOSITORY = Path(__file__).resolve().parent.parent
+README = REPOSITORY / "README.md"
+CRON_FIELDS = ("minute", "hour", "day", "month", "weekday")
 TODAY = datetime.now(timezone.utc).date()
 SLOW = {"WOMBAT_WORKERS": "1"}
 HELD = {"WOMBAT_HTTP_TIMEOUT": "60"}  # a client whose requests the fake holds waits for them, not the 5 s default
@@ -195,3 +201,53 @@ def envelope_items(body):
         except ValueError:
             continue
     return items
+
+
+def read_crontab(path, with_user):
+    """Given a crontab file, return ({variable: value}, [job, ...]), as cron and supercronic read it.
+
+    `NAME=value` lines set variables; every other line that is not blank or a
+    comment is a job: five time fields, the user when `with_user` (a cron.d
+    file), then the command. Each job is a dict of the five fields by name,
+    `schedule` (the five joined by spaces), `user` (None without) and `command`.
+    """
+    environment, jobs = {}, []
+    for raw_line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = raw_line.strip()
+        if not line or line.startswith("#"):
+            continue
+        assignment = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)", line)
+        if assignment:
+            environment[assignment.group(1)] = assignment.group(2)
+            continue
+        words = line.split(None, 6 if with_user else 5)
+        job = dict(zip(CRON_FIELDS, words[:5], strict=True))
+        jobs.append({**job, "schedule": " ".join(words[:5]), "user": words[5] if with_user else None,
+                     "command": words[-1]})
+    return environment, jobs
+
+
+def readme_section(heading):
+    """Given a README heading's text (without the #s), return the section under it, up to the next heading
+    of the same or a higher level. Fail if there is no such heading."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    starts = [index for index, line in enumerate(lines) if re.fullmatch(rf"(#+) {re.escape(heading)}", line)]
+    assert len(starts) == 1, f"README has {len(starts)} headings {heading!r}"
+    level = len(lines[starts[0]].split()[0])
+    section = []
+    for line in lines[starts[0] + 1:]:
+        match = re.match(r"(#+) ", line)
+        if match and len(match.group(1)) <= level and not in_code_block(section):
+            break
+        section.append(line)
+    return "\n".join(section)
+
+
+def in_code_block(lines):
+    """Given the lines so far, return whether they end inside a ``` fence."""
+    return sum(1 for line in lines if line.startswith("```")) % 2 == 1
+
+
+def readme_code_blocks(heading, language):
+    """Given a README heading and a fence language (```sh, ```ini, ...), return the contents of its blocks."""
+    return re.findall(rf"^```{re.escape(language)}\n(.*?)^```$", readme_section(heading), re.MULTILINE | re.DOTALL)

@@ -16,7 +16,7 @@ from tests.fakes.upbit_server import (
     make_upbit_minute_candles,
     make_upbit_period_candles,
 )
-from tests.ops_support import table_exists, wait_for_settled, wait_until
+from tests.ops_support import readme_code_blocks, table_exists, wait_for_settled, wait_until
 from wombat_collect.timeframes import period_start, utc_midnight
 
 TODAY = datetime.now(timezone.utc).date()
@@ -675,3 +675,14 @@ def test_prices_off_grid_candle_fails_that_series_naming_its_timeframe(database,
                          f"{moved['candle_date_time_utc'][:10]} {moved['candle_date_time_utc'][11:16]} 1h: "
                          "candle does not start at whole 60 minutes UTC")
     assert query(database, "SELECT count(*) FROM fetched_range") == [(0,)]  # not all stored: no range recorded
+
+
+def test_readme_adding_a_job_quotes_the_quotes_command_and_the_runner_as_they_are():
+    # README "Adding a job" shows the real code path: each of its Python blocks is in cli.py or ops/runner.py.
+    sources = [(REPOSITORY / "wombat_collect" / name).read_text(encoding="utf-8")
+               for name in ("cli.py", "ops/runner.py")]
+    blocks = readme_code_blocks("Adding a job", "python")
+    assert len(blocks) == 3
+    for block in blocks:
+        assert any(block in source for source in sources), block
+    assert "finish(run_job(settings, request, lambda: open_database(app, collectors), work))" in blocks[0]

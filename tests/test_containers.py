@@ -30,8 +30,9 @@ from tests.conftest import query, stored_prices
 from tests.fakes.kis_server import FakeKis
 from tests.fakes.upbit_server import default_market_row, make_upbit_candles
 from tests.kis_support import MASTERS, expected_prices, install_masters
+from tests.ops_support import read_crontab, readme_code_blocks, readme_section
 from tests.test_cli import expected_rows
-from tests.test_units import cron_matches, guard_of, parse_crontab, values
+from tests.test_units import cron_matches, guard_of, values
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPOSITORY / "Dockerfile"
@@ -178,23 +179,9 @@ def duration_seconds(text):
 
 
 def parse_supercronic(path=SUPERCRONIC_CRONTAB):
-    """Given a supercronic crontab, return ({variable: value}, [(five-field schedule, command)]).
-
-    Like supercronic: `NAME=value` lines set variables, other lines are five
-    fields and a command (this file uses no seconds or year fields).
-    """
-    environment, jobs = {}, []
-    for raw_line in path.read_text(encoding="utf-8").splitlines():
-        line = raw_line.strip()
-        if not line or line.startswith("#"):
-            continue
-        assignment = re.fullmatch(r"([^\s=]+)\s*=\s*(.*)", line)
-        if assignment:
-            environment[assignment.group(1)] = assignment.group(2)
-            continue
-        fields = line.split(None, 5)
-        jobs.append((" ".join(fields[:5]), fields[5]))
-    return environment, jobs
+    """Given a supercronic crontab, return ({variable: value}, [(five-field schedule, command)]) (no user field)."""
+    environment, jobs = read_crontab(path, with_user=False)
+    return environment, [(job["schedule"], job["command"]) for job in jobs]
 
 
 QUOTES = ("quotes --exchange upbit", "quotes --exchange kis")
@@ -288,7 +275,7 @@ def crond_firings(host_zone):
     """
     from croniter import croniter
 
-    _, jobs = parse_crontab(CROND_FILE)
+    _, jobs = read_crontab(CROND_FILE, with_user=True)
     firings = set()
     for job in jobs:
         daily = [arguments for arguments in JOBS if f"/wombat-collect {arguments} " in job["command"] + " "]
@@ -351,7 +338,7 @@ def quotes_guard_passes(command, moment):
 
 def crond_quotes_firings(host_zone):
     """cron starts a quotes line at each host minute its schedule matches; the guard lets it through or not."""
-    _, jobs = parse_crontab(CROND_FILE)
+    _, jobs = read_crontab(CROND_FILE, with_user=True)
     minutes = [QUOTES_START.astimezone(timezone.utc) + timedelta(minutes=offset)
                for offset in range(int((QUOTES_END - QUOTES_START).total_seconds()) // 60)]
     firings = set()
@@ -378,12 +365,12 @@ def expected_quotes_firings():
     return firings
 
 
-def expected_firings():
-    """Every day of the year at each job's Korean time."""
+def expected_firings(jobs=JOBS):
+    """Every day of the year at each job's Korean time ({arguments: "HH:MM"}, default JOBS)."""
     firings = set()
     day = YEAR_START.astimezone(SEOUL).date()
     while True:
-        for arguments, korean_time in JOBS.items():
+        for arguments, korean_time in jobs.items():
             hour, minute = (int(part) for part in korean_time.split(":"))
             moment = datetime(day.year, day.month, day.day, hour, minute, tzinfo=SEOUL).astimezone(timezone.utc)
             if YEAR_START <= moment < YEAR_END:
@@ -974,3 +961,60 @@ def test_cronjob_prices_pods_share_one_kis_token_through_the_claim(database, fak
     other_claim.mkdir()
     assert run_cronjob(prices, database, fake_upbit, fake_kis, tmp_path, other_claim).returncode == 0
     assert fake_kis.tokens_issued == 2
+
+
+# --- README "Changing the schedule": the container and Kubernetes examples ------------------
+
+MOVED_JOBS = {**JOBS, "prices --exchange all": "01:30"}  # what every example of the README does
+IMAGE_CRONTAB = "/etc/wombat-collect/crontab"  # where the image's supercronic reads its crontab (CMD)
+
+
+def test_readme_container_crontab_line_moves_prices_to_0130(tmp_path):
+    [line] = readme_code_blocks("Container crontab: a Compose override", "crontab")
+    [(schedule, command)] = [(job["schedule"], job["command"])
+                             for job in read_crontab_text(tmp_path / "line", line, with_user=False)]
+    original = SUPERCRONIC_CRONTAB.read_text(encoding="utf-8").splitlines()
+    wanted = f"wombat-collect {command_arguments(command)}"
+    [prices] = [number for number, text in enumerate(original) if text.endswith(wanted)]
+    changed = tmp_path / "supercronic.local"
+    changed.write_text("\n".join(original[:prices] + [line.strip()] + original[prices + 1:]) + "\n", encoding="utf-8")
+    for host_zone in ("UTC", "America/New_York"):  # croniter, in CRON_TZ
+        assert supercronic_firings(host_zone, crontab=changed) == expected_firings(MOVED_JOBS)
+
+
+def test_readme_compose_override_mounts_the_changed_crontab_where_supercronic_reads_it():
+    [override] = [yaml.safe_load(block) for block in readme_code_blocks("Container crontab: a Compose override",
+                                                                       "yaml")]
+    [commands] = readme_code_blocks("Container crontab: a Compose override", "sh")
+    project = merge(load_yaml(COMPOSE), override)
+    mounts = project["services"]["wombat-collect"]["volumes"]
+    [added] = [mount for mount in mounts if mount not in load_yaml(COMPOSE)["services"]["wombat-collect"]["volumes"]]
+    source, target, mode = added.split(":")
+    assert (target, mode) == (IMAGE_CRONTAB, "ro")
+    assert ("CMD", f'["supercronic", "-passthrough-logs", "{IMAGE_CRONTAB}"]') in final_stage(dockerfile_instructions())
+    assert f"cp crontab/supercronic {source}" in commands
+    assert f"$PWD/{source.removeprefix('./')}:{IMAGE_CRONTAB}:ro" in commands  # the same file is tested first
+    assert "-f compose.yaml -f compose.override.yaml -f compose.schedule.yaml up -d" in commands
+    assert "`compose.schedule.yaml`:" in readme_section("Container crontab: a Compose override")
+    state = [mount for mount in mounts if mount.startswith("wombat-collect-state:")]
+    assert state == [f"wombat-collect-state:{STATE_DIR}"], "the state volume stays mounted"
+
+
+def test_readme_kubectl_patch_moves_the_prices_cronjob_to_0130():
+    [block] = readme_code_blocks("Kubernetes: kubectl patch", "sh")
+    words = shlex.split(block)
+    assert words[:3] == ["kubectl", "patch", "cronjob"] and "--type=merge" in words
+    patch = json.loads(words[words.index("-p") + 1])
+    [manifest] = [cronjob for cronjob in cronjobs() if cronjob["metadata"]["name"] == words[3]]
+    patched = merge(manifest, patch)
+    assert cronjob_arguments(patched) == "prices --exchange all"
+    moved = {(moment, "prices --exchange all") for moment in
+             cron_instants(patched["spec"]["schedule"], patched["spec"]["timeZone"])}
+    assert moved == {firing for firing in expected_firings(MOVED_JOBS) if firing[1] == "prices --exchange all"}
+
+
+def read_crontab_text(path, text, with_user):
+    """Given a scratch path and crontab lines, return their jobs as read_crontab reads them."""
+    path.write_text(text, encoding="utf-8")
+    return read_crontab(path, with_user)[1]
+

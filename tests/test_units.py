@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.ops_support import read_crontab, readme_code_blocks
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 UNIT_DIRECTORY = REPOSITORY / "systemd"
 CRONTAB = REPOSITORY / "crontab" / "wombat-collect"
@@ -144,24 +146,6 @@ def effective_settings(directory, unit):
             settings.setdefault(key, []).append(value)
     assert settings, f"no dump of {unit} in:\n{result.stdout}{result.stderr}"
     return settings
-
-
-def parse_crontab(path):
-    """Given a cron.d file, return ({variable: value}, [job dict, ...])."""
-    environment = {}
-    jobs = []
-    for raw_line in Path(path).read_text(encoding="utf-8").splitlines():
-        line = raw_line.strip()
-        if not line or line.startswith("#"):
-            continue
-        assignment = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)", line)
-        if assignment:
-            environment[assignment.group(1)] = assignment.group(2)
-            continue
-        minute, hour, day, month, weekday, user, command = line.split(None, 6)
-        jobs.append({"minute": minute, "hour": hour, "day": day, "month": month,
-                     "weekday": weekday, "user": user, "command": command})
-    return environment, jobs
 
 
 def cron_field_values(field, low, high):
@@ -467,7 +451,7 @@ def test_crontab_file_is_usable_in_cron_d():
 
 
 def test_crontab_sets_shell_path_mail_and_configuration():
-    environment, _ = parse_crontab(CRONTAB)
+    environment, _ = read_crontab(CRONTAB, with_user=True)
     assert environment["SHELL"] == "/bin/sh"
     assert {"/usr/bin", "/bin"} <= set(environment["PATH"].split(":"))
     assert environment["MAILTO"]
@@ -479,13 +463,13 @@ def test_crontab_sets_shell_path_mail_and_configuration():
 
 
 def test_crontab_has_one_line_per_job():
-    _, jobs = parse_crontab(CRONTAB)
+    _, jobs = read_crontab(CRONTAB, with_user=True)
     assert sorted(job_stem(job) for job in jobs) == sorted(
         list(JOBS) + [timer.removesuffix(".timer") for timer in QUOTE_TIMERS])
 
 
 def test_crontab_lines_run_as_wombat_and_discard_only_stdout():
-    _, jobs = parse_crontab(CRONTAB)
+    _, jobs = read_crontab(CRONTAB, with_user=True)
     for job in jobs:
         assert job["user"] == "wombat"
         assert job["command"].endswith(" >/dev/null"), job["command"]
@@ -495,7 +479,7 @@ def test_crontab_lines_run_as_wombat_and_discard_only_stdout():
 @pytest.mark.parametrize("utc_day", UTC_DAYS)
 @pytest.mark.parametrize("host_zone", HOST_ZONES)
 def test_crontab_fires_once_at_korean_time_on_any_host_zone(host_zone, utc_day):
-    _, jobs = parse_crontab(CRONTAB)
+    _, jobs = read_crontab(CRONTAB, with_user=True)
     for job in daily_jobs(jobs):
         _, korean_time, utc_time = JOBS[job_stem(job)]
         assert guard_of(job) == ("Asia/Seoul", korean_time)
@@ -532,7 +516,7 @@ def make_stub_bin(directory):
 
 
 def test_crontab_commands_fire_in_a_real_shell(tmp_path):
-    environment, jobs = parse_crontab(CRONTAB)
+    environment, jobs = read_crontab(CRONTAB, with_user=True)
     stub_bin = tmp_path / "bin"
     make_stub_bin(stub_bin)
     log = tmp_path / "runs.log"
@@ -559,7 +543,7 @@ def test_crontab_commands_fire_in_a_real_shell(tmp_path):
 
 
 def test_crontab_quotes_upbit_line_runs_every_minute_unguarded():
-    _, jobs = parse_crontab(CRONTAB)
+    _, jobs = read_crontab(CRONTAB, with_user=True)
     (job,) = [job for job in jobs if job_stem(job) == "wombat-collect-quotes-upbit"]
     assert [job[field] for field in ("minute", "hour", "day", "month", "weekday")] == ["*"] * 5
     assert job["command"] == f"{EXECUTABLE} quotes --exchange upbit >/dev/null"
@@ -575,7 +559,7 @@ KIS_QUOTES_INSTANTS = {
 
 
 def test_crontab_quotes_kis_line_fires_only_during_krx_sessions_in_a_real_shell(tmp_path):
-    environment, jobs = parse_crontab(CRONTAB)
+    environment, jobs = read_crontab(CRONTAB, with_user=True)
     (job,) = [job for job in jobs if job_stem(job) == "wombat-collect-quotes-kis"]
     assert [job[field] for field in ("minute", "hour", "day", "month", "weekday")] == ["*"] * 5
     stub_bin = tmp_path / "bin"
@@ -596,7 +580,7 @@ def test_crontab_quotes_kis_line_fires_only_during_krx_sessions_in_a_real_shell(
 @pytest.mark.parametrize("utc_time, fires", [("15:00:20", True), ("15:15:20", False),
                                              ("00:00:20", False)])
 def test_crontab_symbols_guard_under_faketime(utc_time, fires):
-    _, jobs = parse_crontab(CRONTAB)
+    _, jobs = read_crontab(CRONTAB, with_user=True)
     job = next(job for job in jobs if job_stem(job) == "wombat-collect-symbols")
     guard = cron_command_for_shell(job["command"]).split(" && ", 1)[0]
     day = datetime.now(timezone.utc).date() + timedelta(days=2)
@@ -606,3 +590,61 @@ def test_crontab_symbols_guard_under_faketime(utc_time, fires):
     offset = int(target.timestamp() - datetime.now(timezone.utc).timestamp())
     result = run(["faketime", "-f", f"{offset:+d}s", "/bin/sh", "-c", f"{guard} && echo fired"])
     assert (result.stdout == "fired\n") is fires, result.stdout + result.stderr
+
+
+# --- README "Changing the schedule": the systemd drop-in and the cron.d line -------------------
+
+DROP_IN_HEADING = "systemd timers: a drop-in"
+MOVED_PRICES_UTC = "16:30"  # 01:30 Asia/Seoul, the day before in UTC
+
+
+def install_prices_drop_in(directory, text):
+    """Given installed units and a drop-in's text, install it as `systemctl edit wombat-collect-prices.timer` does."""
+    drop_in_directory = directory / "wombat-collect-prices.timer.d"
+    drop_in_directory.mkdir()
+    (drop_in_directory / "override.conf").write_text(text, encoding="utf-8")
+    return directory
+
+
+def test_readme_drop_in_is_made_with_systemctl_edit_of_the_prices_timer():
+    assert "systemctl edit wombat-collect-prices.timer" in readme_code_blocks(DROP_IN_HEADING, "sh")[0]
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize("host_zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_readme_drop_in_moves_the_prices_timer_to_0130_seoul(host_zone, tmp_path):
+    [drop_in] = readme_code_blocks(DROP_IN_HEADING, "ini")
+    directory = install_prices_drop_in(install_units(tmp_path), drop_in)
+    result = run([SYSTEMD_ANALYZE, "verify", "./wombat-collect-prices.timer"], cwd=directory)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    [expression] = effective_settings(directory, "wombat-collect-prices.timer")["OnCalendar"]  # the reset worked
+    first, second = calendar_elapses(expression, host_zone, 2)
+    assert (first.strftime("%H:%M:%S"), second - first) == (f"{MOVED_PRICES_UTC}:00", timedelta(days=1))
+
+
+@needs_systemd_analyze
+def test_readme_drop_in_without_the_empty_oncalendar_would_keep_0002_too(tmp_path):
+    [drop_in] = readme_code_blocks(DROP_IN_HEADING, "ini")
+    directory = install_prices_drop_in(install_units(tmp_path), drop_in.replace("OnCalendar=\n", "", 1))
+    assert sorted(effective_settings(directory, "wombat-collect-prices.timer")["OnCalendar"]) == [
+        "*-*-* 00:02:00 Asia/Seoul", "*-*-* 01:30:00 Asia/Seoul"]
+
+
+def test_readme_crond_line_moves_prices_to_0130_seoul_on_any_host_zone(tmp_path):
+    from croniter import croniter
+
+    [line] = readme_code_blocks("cron.d: the guarded line", "crontab")
+    (tmp_path / "wombat-collect").write_text(line, encoding="utf-8")
+    _, [job] = read_crontab(tmp_path / "wombat-collect", with_user=True)
+    [original] = [each for each in read_crontab(CRONTAB, with_user=True)[1] if job_stem(each) == job_stem(job)]
+    assert job_stem(job) == "wombat-collect-prices"
+    assert job["user"] == original["user"]
+    assert job["command"].split(" && ", 1)[1] == original["command"].split(" && ", 1)[1]
+    assert guard_of(job) == ("Asia/Seoul", "01:30")
+    for host_zone in HOST_ZONES:
+        for utc_day in UTC_DAYS:  # croniter reads the fields on the host's clock; the guard on Seoul's
+            fired = {moment.strftime("%H:%M") for moment in utc_minutes_of_day(utc_day)
+                     if croniter.match(job["schedule"], moment.astimezone(ZoneInfo(host_zone)))
+                     and moment.astimezone(SEOUL).strftime("%H:%M") == "01:30"}
+            assert fired == {MOVED_PRICES_UTC}, (host_zone, utc_day)
+            assert simulated_firings(job, host_zone, utc_day) == {MOVED_PRICES_UTC}

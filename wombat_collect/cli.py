@@ -12,12 +12,13 @@ from datetime import date, datetime, timezone
 import click
 
 from wombat_collect import __version__
+from wombat_collect.collectors import EXCHANGE_CODES
 from wombat_collect.errors import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, ConfigError, WombatError, describe_unexpected
 from wombat_collect.timeframes import NAMES as TIMEFRAME_NAMES
 
 EXIT_CRITICAL = 2  # `status`: monitoring-plugin CRITICAL
 
-EXCHANGE_CHOICES = ("all", "upbit", "kis")
+EXCHANGE_CHOICES = ("all", *EXCHANGE_CODES)  # the registry: collectors.EXCHANGE_CODES
 MAX_DAYS_BACK = 36500  # a hundred years: more than any exchange has, less than `date` can subtract
 NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 EARLIEST_SINCE = date(1980, 1, 1)  # no candle before it passes validation (validate.EARLIEST_SANE_DATE)
@@ -299,7 +300,6 @@ def run_prices(app, dsn, exchange_id, collector, client, markets, symbol_names, 
 @click.pass_obj
 def status(app, exchange, as_json, max_age, lag_days, quote_max_age, timeframe_names):
     """Report each job's health; exit 0 ok, 1 warning, 2 critical (monitoring-plugin codes)."""
-    from wombat_collect.collectors import EXCHANGE_CODES
     from wombat_collect.logging_setup import redact
     from wombat_collect.ops.status import read_report, render_json, render_text
 
@@ -316,6 +316,35 @@ def status(app, exchange, as_json, max_age, lag_days, quote_max_age, timeframe_n
     sys.exit(report.exit_code)
 
 
+@cli.command()
+@click.option("--source", type=click.Choice(["auto", "systemd", "cron"]), default="auto", show_default=True,
+              help="Where to read the schedule: the systemd timers (when systemd runs the host), else the cron.d file.")
+@click.option("--crontab", type=click.Path(dir_okay=False), envvar="WOMBAT_CRONTAB", show_envvar=True,
+              default="/etc/cron.d/wombat-collect", show_default=True, help="The cron.d file to read.")
+@click.option("--now", "now_text", metavar="ISO-8601", help="Next runs after this time (with its UTC offset).")
+def schedule(source, crontab, now_text):
+    """Show the installed schedule: each job's next run in Asia/Seoul and in the host's zone (read-only)."""
+    from wombat_collect.ops.schedule import read_schedule, render
+
+    click.echo(render(read_schedule(source, crontab, parse_now(now_text))))
+
+
+def parse_now(text):
+    """Given --now (ISO 8601 with an offset, or None for the current time), return an aware datetime.
+
+    Raise click.BadParameter if it is not ISO 8601 or has no offset.
+    """
+    if text is None:
+        return datetime.now(timezone.utc)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time", param_hint="--now") from None
+    if moment.utcoffset() is None:
+        raise click.BadParameter(f"{text!r} has no UTC offset (e.g. +09:00)", param_hint="--now")
+    return moment
+
+
 @cli.group()
 def db():
     """Database maintenance."""
@@ -325,8 +354,6 @@ def db():
 @click.pass_obj
 def db_init(app):
     """Apply pending migrations and create missing exchange rows (idempotent)."""
-    from wombat_collect.collectors import EXCHANGE_CODES
-
     collectors = [_import_collector(code) for code in EXCHANGE_CODES]
     open_database(app, [collector for collector in collectors if collector])
     logger.info("database is up to date")
@@ -354,8 +381,6 @@ def parse_window(days_back, since, full):
 
 def load_collectors(exchange):
     """Given --exchange, return the collector modules. Raise ConfigError if one is not available."""
-    from wombat_collect.collectors import EXCHANGE_CODES
-
     codes = EXCHANGE_CODES if exchange == "all" else (exchange,)
     collectors = [_import_collector(code) for code in codes]
     missing = [code for code, collector in zip(codes, collectors, strict=True) if collector is None]

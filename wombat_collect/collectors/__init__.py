@@ -1,34 +1,56 @@
 """Exchange collectors. Every module here exposes the same names, so jobs never
-branch on the exchange:
+branch on the exchange: CONTRACT below lists them (name, kind, what it returns
+or raises). tests/test_collectors.py checks every registered exchange against
+it, and README "Adding an exchange" shows the same table.
 
-    EXCHANGE            ExchangeInfo for the `exchange` row
-    MARKETS             the market names `--market` accepts
-    SYMBOL_PATTERN      a compiled regex a `--symbol` of this exchange fully matches
-    SYMBOL_EXAMPLE      a symbol shown in the error when none matches
-    LISTING_GROUPS      the markets each listing download covers (None: all at once)
-    REBASE_ON_CHANGE    whether changed history means a new adjustment basis
-    TIMEFRAMES          {timeframe name: the exchange's endpoint or period code} for what it offers
-    credentials_problem(settings)                -> None, or the line naming missing credentials prices need
-    open_client(settings)                        -> HttpClient (raise ConfigError early; listing needs no keys)
-    fetch_symbols(client, group)                 -> iterator of SymbolRecord
-    fetch_candles(client, symbol, timeframe, start, end)
-                                                 -> iterator of Candle | RejectedCandle | Covered: every
-                                                    candle from `start` (aligned down to its period; None:
-                                                    all history) to `end` (None: now), stored at the start
-                                                    of its period in UTC (timeframes.py), each Covered
-                                                    marker promising all candles of its range were yielded
-                                                    before it (jobs commit at markers: fetched_range)
-    fetch_daily_candles(client, symbol, start)   -> fetch_candles of 1d from a date, markers left out
-    candle_closes_at(timestamp, timeframe)       -> when that candle is final
-    quotes_unavailable(client)                   -> why no quotes can be had (None: they can)
-    fetch_quotes(client, symbols)                -> list of Quote | RejectedQuote (symbols missing
-                                                    from the exchange's answer are left out)
+fetch_candles yields every candle from `start` (aligned down to its period;
+None: all history) to `end` (None: now), stored at the start of its period in
+UTC (timeframes.py), and Covered markers, each promising that all candles of its
+range were yielded before it (jobs commit at markers: fetched_range).
 """
 
 import importlib
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-EXCHANGE_CODES = ("upbit", "kis")
+EXCHANGE_CODES = ("upbit", "kis")  # the registry: a new exchange's module name goes here
+
+
+@dataclass(frozen=True)
+class ContractName:
+    """One name every collector module exposes: its kind and what it returns or raises."""
+
+    name: str
+    kind: str  # a constant's type (ExchangeInfo, tuple, pattern, str, bool, dict), function or generator
+    returns: str
+    raises: str = ""
+
+
+CONTRACT = (
+    ContractName("EXCHANGE", "ExchangeInfo", "the `exchange` row (code, name, country, timezone)"),
+    ContractName("MARKETS", "tuple", "the market names `--market` accepts"),
+    ContractName("SYMBOL_PATTERN", "pattern", "a compiled regex a `--symbol` of this exchange fully matches"),
+    ContractName("SYMBOL_EXAMPLE", "str", "a symbol shown in the error when none matches"),
+    ContractName("LISTING_GROUPS", "tuple", "the groups one listing download covers (`(None,)`: all at once)"),
+    ContractName("REBASE_ON_CHANGE", "bool", "whether a changed stored candle means a new adjustment basis"),
+    ContractName("TIMEFRAMES", "dict", "{timeframe name: the exchange's endpoint or period code} it offers"),
+    ContractName("credentials_problem", "function", "`(settings)` -> None, or the line naming the missing "
+                 "credentials prices need"),
+    ContractName("open_client", "function", "`(settings)` -> an `HttpClient` (listing needs no keys)",
+                 "ConfigError"),
+    ContractName("fetch_symbols", "generator", "`(client, group)` -> `SymbolRecord`s of one listing group",
+                 "ExchangeError"),
+    ContractName("fetch_candles", "generator", "`(client, symbol, timeframe, start, end)` -> `Candle`, "
+                 "`RejectedCandle` and `Covered`, from `start` (None: all history) to `end` (None: now)",
+                 "SymbolNotFound (or yields no candle) for an unknown symbol; ExchangeError"),
+    ContractName("fetch_daily_candles", "function", "`(client, symbol, start)` -> an iterator of the 1d "
+                 "candles from a date, without markers", "as fetch_candles"),
+    ContractName("candle_closes_at", "function", "`(timestamp, timeframe)` -> when that candle is final: "
+                 "after its start, no later than the next period's start"),
+    ContractName("quotes_unavailable", "function", "`(client)` -> why no quotes can be had, or None"),
+    ContractName("fetch_quotes", "function", "`(client, symbols)` -> a list of `Quote` and `RejectedQuote` "
+                 "(symbols missing from the answer are left out)", "ExchangeError"),
+)
 
 
 def load_collector(code):
