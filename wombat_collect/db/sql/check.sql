@@ -19,18 +19,20 @@ SELECT wanted.table_name, wanted.privilege, has_table_privilege(c.oid, wanted.pr
  ORDER BY wanted.table_name, wanted.privilege;
 
 -- name: sequence_privileges
--- The sequence behind each given table's serial `id` column, and whether the role may use it (INSERT needs it).
-SELECT c.relname::text AS table_name, serial.sequence_name,
-       has_sequence_privilege(serial.sequence_name, 'USAGE') AS granted
+-- The sequences owned by the given tables' serial columns (an auto dependency, which identity columns lack:
+-- they need no privilege on theirs), and whether the role may use them (INSERT does).
+SELECT c.relname::text AS table_name,
+       quote_ident(sequence_namespace.nspname) || '.' || quote_ident(s.relname) AS sequence_name,
+       has_sequence_privilege(s.oid, 'USAGE') AS granted
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
-  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'id' AND NOT a.attisdropped
- CROSS JOIN LATERAL (SELECT pg_get_serial_sequence(quote_ident(n.nspname) || '.' || quote_ident(c.relname), 'id')
-                            AS sequence_name) AS serial
+  JOIN pg_depend d ON d.refobjid = c.oid AND d.refclassid = 'pg_class'::regclass
+                  AND d.classid = 'pg_class'::regclass AND d.deptype = 'a'
+  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+  JOIN pg_namespace sequence_namespace ON sequence_namespace.oid = s.relnamespace
  WHERE c.relname = ANY(%(tables)s)
    AND c.relkind IN ('r', 'p')
-   AND serial.sequence_name IS NOT NULL
- ORDER BY c.relname;
+ ORDER BY c.relname, s.relname;
 
 -- name: schema_privileges
 -- USAGE and CREATE on the current schema (CREATE applies migrations), TEMPORARY on the database
