@@ -235,8 +235,10 @@ def test_check_role_without_privileges_is_critical(migrated, powerless_role, env
     assert found["privileges"] == ("CRITICAL", (
         f"role {role} lacks privileges wombat-collect needs; "
         f"GRANT INSERT, SELECT, UPDATE ON collect_run TO {role}; GRANT INSERT, SELECT ON exchange TO {role}; "
-        f"GRANT DELETE, INSERT, SELECT ON fetched_range TO {role}; GRANT INSERT, SELECT, UPDATE ON pricedata TO {role}; "
-        f"GRANT INSERT, SELECT, UPDATE ON realtime_prices TO {role}; GRANT INSERT, SELECT, UPDATE ON symbol TO {role}; "
+        f"GRANT DELETE, INSERT, SELECT ON fetched_range TO {role}; "
+        f"GRANT INSERT, SELECT, UPDATE ON pricedata TO {role}; "
+        f"GRANT INSERT, SELECT, UPDATE ON realtime_prices TO {role}; "
+        f"GRANT INSERT, SELECT, UPDATE ON symbol TO {role}; "
         f"GRANT SELECT ON wombat_collect_migration TO {role}; "
         f"GRANT USAGE ON SEQUENCE public.collect_run_id_seq TO {role}; "
         f"GRANT USAGE ON SEQUENCE public.exchange_id_seq TO {role}; "

@@ -359,7 +359,18 @@ def check_privileges(connection, pending):
     Asked with has_table_privilege and the like, never by writing: what each
     table needs (TABLE_PRIVILEGES), USAGE on serial sequences and the schema,
     TEMPORARY on the database, and CREATE on the schema while migrations are pending.
+    A CRITICAL line lists the GRANTs to run.
     """
+    role, grants = missing_grants(connection, bool(pending))
+    if grants:
+        return result("privileges", CRITICAL, f"role {role} lacks privileges wombat-collect needs; {'; '.join(grants)}")
+    create = ", CREATE on the schema for the pending migrations" if pending else ""
+    return result("privileges", OK, f"role {role} may read and write every table wombat-collect writes "
+                                    f"(SELECT, INSERT, UPDATE), use their sequences, create temporary tables{create}")
+
+
+def missing_grants(connection, needs_create):
+    """Given a connection and whether migrations are pending, return (the role, the GRANTs it lacks)."""
     from wombat_collect.db.queries import statement
 
     tables = [table for table, privileges in TABLE_PRIVILEGES.items() for _ in privileges]
@@ -380,13 +391,9 @@ def check_privileges(connection, pending):
     grants += [f"GRANT USAGE ON SEQUENCE {name} TO {role}" for name in sequences]
     grants += [] if schema_usage else [f"GRANT USAGE ON SCHEMA {schema} TO {role}"]
     grants += [] if temporary else [f"GRANT TEMPORARY ON DATABASE {database} TO {role}"]
-    if pending and not schema_create:
+    if needs_create and not schema_create:
         grants.append(f"GRANT CREATE ON SCHEMA {schema} TO {role} (or run `wombat-collect db init` as the owner)")
-    if grants:
-        return result("privileges", CRITICAL, f"role {role} lacks privileges wombat-collect needs; {'; '.join(grants)}")
-    create = ", CREATE on the schema for the pending migrations" if pending else ""
-    return result("privileges", OK, f"role {role} may read and write every table wombat-collect writes "
-                                    f"(SELECT, INSERT, UPDATE), use their sequences, create temporary tables{create}")
+    return role, grants
 
 
 # --------------------------------------------------------------------------- exchanges
