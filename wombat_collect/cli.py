@@ -32,15 +32,27 @@ class App:
     def __init__(self, env_file):
         self.env_file = env_file
         self._settings = None
+        self._variables = None
+
+    def variables(self):
+        """Return the merged variables of the environment and the env file, read on first use.
+
+        Raise ConfigError if a named env file is missing, unreadable or untrusted.
+        """
+        if self._variables is None:
+            from wombat_collect.config import read_environment
+
+            self._variables = read_environment(self.env_file)
+        return self._variables
 
     def settings(self):
         """Return the Settings, reading them on first use. Raise ConfigError if malformed."""
         if self._settings is None:
-            from wombat_collect.config import load_settings, read_environment
+            from wombat_collect.config import load_settings
             from wombat_collect.db.connection import use_timeouts
             from wombat_collect.logging_setup import register_secret, register_url_secrets
 
-            variables = read_environment(self.env_file)
+            variables = self.variables()
             self._settings = load_settings(variables)
             use_timeouts(self._settings)
             for name in ("POSTGRES_PASSWORD", "KIS_APP_KEY", "KIS_APP_SECRET"):
@@ -343,6 +355,25 @@ def parse_now(text):
     if moment.utcoffset() is None:
         raise click.BadParameter(f"{text!r} has no UTC offset (e.g. +09:00)", param_hint="--now")
     return moment
+
+
+@cli.command()
+@exchange_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--issue-token", is_flag=True,
+              help="Issue (and cache) a KIS token when no valid one is cached. KIS throttles issuance and "
+                   "notifies the account holder each time.")
+@click.pass_obj
+def check(app, exchange, as_json, issue_token):
+    """Diagnose configuration, database, exchanges and host, read-only; exit 0 ok, 1 warning, 2 critical."""
+    from wombat_collect.ops.check import render_json, render_text, run_checks
+
+    codes = EXCHANGE_CODES if exchange == "all" else (exchange,)
+    if logging.getLogger().level == logging.INFO:
+        logging.getLogger().setLevel(logging.WARNING)  # stdout is the report's (and --json's) alone
+    report = run_checks(app.env_file, app.variables, app.settings, codes, issue_token)
+    click.echo(render_json(report) if as_json else render_text(report))
+    sys.exit(report.exit_code)
 
 
 @cli.group()

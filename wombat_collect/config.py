@@ -82,15 +82,23 @@ def read_environment(env_file=None, environ=None):
     unreadable or untrusted.
     """
     environ = dict(os.environ if environ is None else environ)
-    path = env_file or environ.get("WOMBAT_ENV_FILE") or None
-    implicit = path is None
-    if implicit:
-        path = IMPLICIT_ENV_FILE if Path(IMPLICIT_ENV_FILE).is_file() else None
-        if path is None:
-            return environ
+    path, implicit = env_file_path(env_file, environ)
+    if path is None:
+        return environ
     merged = read_env_file(path, implicit)
     merged.update({name: value for name, value in environ.items() if value.strip()})  # empty: unset
     return merged
+
+
+def env_file_path(env_file, environ):
+    """Given --env-file (or None) and the environment, return (the env file to read or None, whether implicit).
+
+    The file is `env_file`, else $WOMBAT_ENV_FILE, else ./.env when it exists (implicit).
+    """
+    path = env_file or environ.get("WOMBAT_ENV_FILE") or None
+    if path is not None:
+        return path, False
+    return (IMPLICIT_ENV_FILE if Path(IMPLICIT_ENV_FILE).is_file() else None), True
 
 
 def read_env_file(path, implicit):

@@ -76,6 +76,7 @@ class Answer:
     payload: object
     text: str
     content_type: str
+    date: str | None = None  # the HTTP Date header: the server's clock (`wombat-collect check`)
 
 
 class RefusedAnswer(Exception):
@@ -292,6 +293,17 @@ class HttpClient:
             else:
                 raise self._error(verdict, message, path)
 
+    def probe(self, path, group, params=None):
+        """Given a path, send one GET (no retry, no redirect, the client's timeouts); return its Answer.
+
+        Raise ExchangeUnreachable naming the host and the reason when no answer came,
+        ExchangeError on a redirect or an answer over the size cap.
+        """
+        answer, problem, _ = self._send("GET", path, group, params, None, None)
+        if answer is None:
+            raise ExchangeUnreachable(f"{self.name}: cannot reach {display_url(self.base_url)}: {problem}")
+        return answer
+
     def get_bytes(self, url, group, limit):
         """Given an absolute URL and a size cap, return the body of its 200 answer (retrying transient errors).
 
@@ -365,7 +377,8 @@ class HttpClient:
             self.limiters[group].observe_remaining(self.remaining_of(response.headers))
         text = decode_text(content, response.encoding)
         content_type = flatten(response.headers.get("Content-Type", ""))
-        return Answer(response.status_code, parse_json(text), text, content_type), None, True
+        return Answer(response.status_code, parse_json(text), text, content_type,
+                      response.headers.get("Date")), None, True
 
     def _note_answer(self):
         with self._counter_lock:

@@ -6,7 +6,8 @@ A fake is a ``FakeService`` subclass: it owns the data and answers ``Request`` o
 - ``FakeHTTPServer``: a ``ThreadingHTTPServer`` on 127.0.0.1, port 0, one daemon thread per
   connection, HTTP/1.1 keep-alive (every answer carries Content-Length), a deep accept queue.
 - ``FakeService``: start()/stop()/context manager, ``.url``, per-request latency (slept in the
-  handler thread, so concurrent requests do not wait for each other), the request log,
+  handler thread, so concurrent requests do not wait for each other), ``clock_offset`` (seconds
+  the ``Date`` header of every answer is off from the real time), the request log,
   fault injection, and the order in which a request is processed:
 
       arrival -> logged -> ``_admit`` (rate limits, blocks) -> fault or normal answer
@@ -399,6 +400,12 @@ class FakeRequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Stay quiet: the service keeps its own request log."""
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """Return the ``Date`` header's value: now plus the service's ``clock_offset`` seconds."""
+        if timestamp is None:
+            timestamp = time.time() + self.server.service.clock_offset
+        return super().date_time_string(timestamp)
+
     def _read_request(self) -> Request:
         """Return the current request as a Request, reading its body."""
         parts = urlsplit(self.path)
@@ -526,6 +533,7 @@ class FakeService:
 
     def __init__(self, latency: float = 0.0) -> None:
         self.latency = latency
+        self.clock_offset = 0.0  # seconds added to the Date header of every answer (a server clock that is off)
         self._log = RequestLog()
         self._faults = FaultQueue()
         self._server: FakeHTTPServer | None = None

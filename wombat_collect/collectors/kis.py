@@ -110,11 +110,19 @@ def open_client(settings):
     """
     if credentials_problem(settings):
         return new_client(settings, None)
+    return new_client(settings, open_token_cache(settings))
+
+
+def open_token_cache(settings, lock_wait=None):
+    """Given Settings with the KIS credentials, return the TokenCache of their app key on the API host.
+
+    `lock_wait` bounds the wait for another process's issuance (default: KIS_TOKEN_RETRY_WAIT + 120 s).
+    Raise ConfigError if the cache path is a symbolic link.
+    """
     token_client = HttpClient("kis token", settings.kis_api_url, {TOKEN_GROUP: RateLimiter(ISSUE_RATE)},
                               classify_token, settings.http_timeout)
-    authenticator = TokenCache(token_client, settings.kis_app_key, settings.kis_app_secret,
-                               settings.state_dir, settings.kis_token_retry_wait)
-    return new_client(settings, authenticator)
+    return TokenCache(token_client, settings.kis_app_key, settings.kis_app_secret,
+                      settings.state_dir, settings.kis_token_retry_wait, lock_wait=lock_wait)
 
 
 def new_client(settings, authenticator):

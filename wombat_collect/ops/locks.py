@@ -46,12 +46,13 @@ def lock_path(lock_dir, job, exchange):
     return lock_dir / LOCK_FILE_NAME.format(job=job, exchange=exchange)
 
 
-def check_lock_dir(lock_dir):
+def check_lock_dir(lock_dir, create=True):
     """Given the configured lock directory, return the directory the lock files go into.
 
     A directory of this user or root that no one else can write is used as it
     is. In a sticky one others can write (/run/lock, /tmp) the lock files go
-    into this user's 0700 subdirectory, created if missing. Raise ConfigError
+    into this user's 0700 subdirectory, created if missing (unless `create` is
+    false: then a missing one is returned unchecked). Raise ConfigError
     if the directory is missing, not writable, someone else's, writable by
     others without the sticky bit, or if that subdirectory is a symlink,
     someone else's, or open to others.
@@ -70,15 +71,18 @@ def check_lock_dir(lock_dir):
         return require_writable(lock_dir)
     if not mode & stat.S_ISVTX:
         raise ConfigError(f"lock directory {lock_dir} is writable by others (mode {mode:04o}) and not sticky; {HINT}")
-    return private_subdirectory(lock_dir)
+    return private_subdirectory(lock_dir, create)
 
 
-def private_subdirectory(shared):
+def private_subdirectory(shared, create=True):
     """Given a shared sticky directory, return this user's 0700 subdirectory of it, created if missing.
 
+    Without `create`, a missing subdirectory is returned as it is (`wombat-collect check` creates nothing).
     Raise ConfigError if it cannot be created, or is a symlink, someone else's, or open to others.
     """
     path = shared / PRIVATE_DIRECTORY_NAME.format(uid=os.geteuid())
+    if not create and not os.path.lexists(path):
+        return path
     try:
         os.mkdir(path, PRIVATE_DIRECTORY_MODE)
     except FileExistsError:

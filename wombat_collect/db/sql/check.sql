@@ -1,0 +1,42 @@
+-- `wombat-collect check`: read-only questions about the server, the schema and the role's privileges.
+-- Used by wombat_collect/ops/check.py; none of them writes, locks or creates anything.
+
+-- name: server_facts
+-- Who we are, where, and whether this session could write at all.
+SELECT current_setting('server_version') AS server_version,
+       pg_is_in_recovery() AS in_recovery,
+       current_setting('default_transaction_read_only') = 'on' AS read_only_default,
+       current_user::text AS role_name,
+       current_database()::text AS database_name,
+       current_schema()::text AS schema_name;
+
+-- name: table_privileges
+-- For each wanted (table, privilege) whose table exists in the current schema: whether the role holds it.
+SELECT wanted.table_name, wanted.privilege, has_table_privilege(c.oid, wanted.privilege) AS granted
+  FROM unnest(%(tables)s::text[], %(privileges)s::text[]) AS wanted(table_name, privilege)
+  JOIN pg_class c ON c.relname = wanted.table_name AND c.relkind IN ('r', 'p')
+  JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
+ ORDER BY wanted.table_name, wanted.privilege;
+
+-- name: sequence_privileges
+-- The sequences owned by the given tables' serial columns (an auto dependency, which identity columns lack:
+-- they need no privilege on theirs), and whether the role may use them (INSERT does).
+SELECT c.relname::text AS table_name,
+       quote_ident(sequence_namespace.nspname) || '.' || quote_ident(s.relname) AS sequence_name,
+       has_sequence_privilege(s.oid, 'USAGE') AS granted
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
+  JOIN pg_depend d ON d.refobjid = c.oid AND d.refclassid = 'pg_class'::regclass
+                  AND d.classid = 'pg_class'::regclass AND d.deptype = 'a'
+  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+  JOIN pg_namespace sequence_namespace ON sequence_namespace.oid = s.relnamespace
+ WHERE c.relname = ANY(%(tables)s)
+   AND c.relkind IN ('r', 'p')
+ ORDER BY c.relname, s.relname;
+
+-- name: schema_privileges
+-- USAGE and CREATE on the current schema (CREATE applies migrations), TEMPORARY on the database
+-- (the candle upsert stages its rows in a temporary table). NULLs when no schema is on the search_path.
+SELECT has_schema_privilege(current_schema(), 'USAGE') AS schema_usage,
+       has_schema_privilege(current_schema(), 'CREATE') AS schema_create,
+       has_database_privilege(current_database(), 'TEMPORARY') AS database_temporary;
