@@ -236,16 +236,133 @@ def quotes(ctx, exchange):
     finish(run_job(settings, request, lambda: open_database(app, collectors), work))
 
 
+@cli.command()
+@exchange_option
+@click.option("--timeframe", "timeframe_names", multiple=True, type=click.Choice(TIMEFRAME_NAMES), metavar="TF",
+              help="Only this timeframe (repeatable). Default: every timeframe the exchange offers.")
+@click.option("--symbol", "symbol_names", multiple=True, metavar="S", help="Only this symbol (repeatable).")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="Only periods from this date (YYYY-MM-DD).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--repair", is_flag=True, help="Fetch and store the missing ranges (takes the prices lock).")
+@click.option("--recheck", is_flag=True, help="Also report (and with --repair ask again for) ranges confirmed empty.")
+@click.pass_context
+def gaps(ctx, exchange, timeframe_names, symbol_names, since, as_json, repair, recheck):
+    """List missing candles inside stored series (exit 1 if any); --repair refills them."""
+    from wombat_collect import gaps as gap_job
+
+    app = ctx.obj
+    if since and since.date() > datetime.now(timezone.utc).date():
+        raise click.BadParameter(f"{since.date()} is in the future", param_hint="--since")
+    collectors = select_collectors(load_collectors(exchange), (), symbol_names)
+    settings = app.settings()
+    wanted = ordered_timeframes(timeframe_names) if timeframe_names else TIMEFRAME_NAMES
+    offered = offered_timeframes(collectors, wanted, strict=bool(timeframe_names) and exchange != "all", job="gaps",
+                                 quiet=not timeframe_names)
+    requests = {collector.EXCHANGE.code: gap_job.ScanRequest(
+        offered[collector.EXCHANGE.code], tuple(own_symbol_names(collector, symbol_names)),
+        since.replace(tzinfo=timezone.utc) if since else None, recheck) for collector in collectors}
+    if as_json and logging.getLogger().level == logging.INFO:
+        logging.getLogger().setLevel(logging.WARNING)  # stdout is the JSON's alone
+    if repair:
+        run_repairs(app, ctx.params, collectors, requests, as_json)
+    dsn, exchange_ids = open_database(app, collectors)
+    found = scan_gaps(dsn, exchange_ids, collectors, requests)
+    show_gaps(found, {code: request.timeframes for code, request in requests.items()}, as_json)
+    sys.exit(EXIT_FAILED if found else EXIT_OK)
+
+
+def scan_gaps(dsn, exchange_ids, collectors, requests):
+    """Given the exchanges' ScanRequests, scan each, store the summary of complete scans; return every Gap."""
+    from wombat_collect import gaps as gap_job
+
+    found = []
+    for collector in collectors:
+        code = collector.EXCHANGE.code
+        checked_at = datetime.now(timezone.utc)
+        mine = gap_job.scan_exchange(dsn, exchange_ids[code], collector, requests[code])
+        if requests[code].complete:
+            gap_job.store_summary(dsn, code, requests[code].timeframes, mine, checked_at)
+        found += mine
+    return found
+
+
+def show_gaps(found, scanned, as_json):
+    """Given every Gap and {exchange: timeframes scanned}, print the report (text or JSON)."""
+    import json
+
+    from wombat_collect import gaps as gap_job
+
+    summary = gap_job.summary_line(found, scanned)
+    if as_json:
+        click.echo(json.dumps({"gaps": [gap_job.gap_dict(gap) for gap in found], "summary": summary,
+                               "scanned": {code: list(names) for code, names in scanned.items()}}, indent=2))
+        return
+    for gap in found:
+        click.echo(gap_job.describe(gap))
+    click.echo(summary)
+
+
+def run_repairs(app, params, collectors, requests, as_json):
+    """Given the exchanges' ScanRequests, repair their gaps under the prices lock (job `repair`); exit.
+
+    Exit 0 when every range was stored or confirmed empty, else the worst exchange's code.
+    """
+    from wombat_collect import gaps as gap_job
+    from wombat_collect.jobs import JobResult, PriceOptions
+    from wombat_collect.ops.runner import JobRequest, run_job
+
+    settings = app.settings()
+    missing = credential_problems(collectors, settings)
+    clients = {collector.EXCHANGE.code: (collector, collector.open_client(settings)) for collector in collectors}
+    options = {code: PriceOptions(workers=settings.workers) for code in clients}
+    repairs = {}
+    request = JobRequest(gap_job.JOB, tuple(clients), dict(params), window="missing ranges",
+                         lock_job=gap_job.LOCK_JOB)
+
+    def work(code, dsn, exchange_id):
+        collector, client = clients[code]
+        if code in missing:
+            return JobResult(gap_job.JOB, code, fatal=missing[code])
+        found = gap_job.scan_exchange(dsn, exchange_id, collector, requests[code])
+        result, repairs[code] = gap_job.repair_gaps(dsn, collector, client, found, options[code])
+        if requests[code].complete:
+            checked_at = datetime.now(timezone.utc)
+            left = gap_job.scan_exchange(dsn, exchange_id, collector, requests[code])
+            gap_job.store_summary(dsn, code, requests[code].timeframes, left, checked_at)
+        return result
+
+    outcomes = run_job(settings, request, lambda: open_database(app, collectors), work, options)
+    show_repairs([repair for code in clients for repair in repairs.get(code, [])], as_json)
+    finish(outcomes)
+
+
+def show_repairs(repairs, as_json):
+    """Given every Repair, print the report (text or JSON)."""
+    import json
+
+    from wombat_collect import gaps as gap_job
+
+    summary = gap_job.repair_summary(repairs)
+    if as_json:
+        click.echo(json.dumps({"repairs": [gap_job.repair_dict(repair) for repair in repairs], "summary": summary},
+                              indent=2))
+        return
+    for repair in repairs:
+        click.echo(gap_job.repair_line(repair))
+    click.echo(summary)
+
+
 def ordered_timeframes(names):
     """Given --timeframe values, return them once each in timeframes.NAMES order."""
     return tuple(name for name in TIMEFRAME_NAMES if name in names)
 
 
-def offered_timeframes(collectors, wanted, strict):
+def offered_timeframes(collectors, wanted, strict, job="prices", quiet=False):
     """Given collectors and wanted timeframe names, return {exchange code: the names it offers}.
 
     Raise click.BadParameter naming a timeframe the one exchange asked for does
-    not offer when `strict`; else log one INFO line per exchange that skips some.
+    not offer when `strict`; else log one INFO line per exchange that skips some
+    (none when `quiet`).
     """
     offered = {}
     for collector in collectors:
@@ -255,8 +372,8 @@ def offered_timeframes(collectors, wanted, strict):
         if skipped and strict:
             raise click.BadParameter(f"{code} does not offer timeframe {', '.join(skipped)} "
                                      f"(it offers {' '.join(collector.TIMEFRAMES)})", param_hint="--timeframe")
-        if skipped:
-            logger.info("prices %s: skipping timeframe %s (not offered by %s)", code, ", ".join(skipped), code)
+        if skipped and not quiet:
+            logger.info("%s %s: skipping timeframe %s (not offered by %s)", job, code, ", ".join(skipped), code)
     return offered
 
 

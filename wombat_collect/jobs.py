@@ -74,6 +74,7 @@ class JobResult:
     duration: float = 0.0
     groups_ok: int = 0  # symbols: listing groups stored (symbols_failed counts the failed ones)
     group_noun: str = "listing"  # symbols: what a listing group is ("market" when one per market)
+    unit: str | None = None  # what symbols_ok/failed count when not symbols (repair: "range")
 
     @property
     def status(self):
@@ -110,6 +111,8 @@ class JobResult:
         named = self.timeframes and tuple(self.timeframes) != (DAILY,)  # daily alone: as before timeframes
         what = f"{self.job} {self.exchange}" + (f" {','.join(self.timeframes)}" if named else "")
         unit = "symbols" if len(self.timeframes) < 2 else "symbol-timeframes"
+        if self.unit:
+            unit = f"{self.unit}{'' if total == 1 else 's'}"
         return f"{what}: {total:,} {unit} ({', '.join(parts)}), {self._rows_summary()}"
 
 
@@ -318,7 +321,7 @@ def collect_prices(dsn, exchange_id, collector, client, tasks, options):
     """
     result = JobResult("prices", collector.EXCHANGE.code)
     stop = options.stop_event or threading.Event()
-    pool = None if options.dry_run else _open_pool(dsn, options.workers)
+    pool = None if options.dry_run else open_pool(dsn, options.workers)
     streak = TimeoutStreak()
     try:
         with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="collect") as executor:
@@ -343,7 +346,7 @@ def collect_prices(dsn, exchange_id, collector, client, tasks, options):
     return result
 
 
-def _open_pool(dsn, workers):
+def open_pool(dsn, workers):
     import psycopg2
     from psycopg2.pool import ThreadedConnectionPool
 
@@ -479,7 +482,7 @@ def stream_series(pool, collector, client, task, options, stop):
                 rows += _write_chunk(pool, collector, client, task, chunk, pending, options, stop)
                 chunk, pending = [], None
             continue
-        _sort_candle(collector, item, task.timeframe, options, chunk, rejected)
+        sort_candle(collector, item, task.timeframe, options, chunk, rejected)
     return rows + _write_chunk(pool, collector, client, task, chunk, pending, options, stop), rejected
 
 
@@ -513,11 +516,11 @@ def fetch_valid_candles(collector, client, task, start, options, stop):
             raise StoppedEarly
         if isinstance(item, Covered):
             continue
-        _sort_candle(collector, item, task.timeframe, options, candles, rejected)
+        sort_candle(collector, item, task.timeframe, options, candles, rejected)
     return candles, rejected
 
 
-def _sort_candle(collector, item, timeframe, options, candles, rejected):
+def sort_candle(collector, item, timeframe, options, candles, rejected):
     """Given a fetched Candle or RejectedCandle, append it to `candles` if it is valid and closed
     (or options.include_open), its problem to `rejected` if it is not valid; drop a running candle."""
     problem = item.reason if not isinstance(item, Candle) else candle_problem(item, options.now, timeframe)
@@ -561,7 +564,7 @@ def _write_candles_once(pool, collector, client, task, candles, fetched, options
 
     On a retry the connection is checked first: the pool may still hold others the server dropped.
     """
-    connection = _live_connection(pool) if retry else _pooled_connection(pool)
+    connection = _live_connection(pool) if retry else pooled_connection(pool)
     symbol_id, timeframe = task.symbol.id, task.timeframe
     try:
         with database_errors("writing its candles", connection), transaction(connection, long_running=True):
@@ -584,7 +587,7 @@ class CannotReconnect(ConnectionLost):
     """The pool could not open a new connection."""
 
 
-def _pooled_connection(pool):
+def pooled_connection(pool):
     """Given the pool, return a connection from it. Raise CannotReconnect if a new one cannot be opened."""
     import psycopg2
 
@@ -608,13 +611,13 @@ def _live_connection(pool):
     import psycopg2
 
     for _ in range(pool.maxconn):
-        connection = _pooled_connection(pool)
+        connection = pooled_connection(pool)
         try:
             store.ping(connection)
             return connection
         except psycopg2.Error:
             pool.putconn(connection, close=True)
-    return _pooled_connection(pool)
+    return pooled_connection(pool)
 
 
 def _deactivate_unknown(pool, symbol, error):
@@ -625,7 +628,7 @@ def _deactivate_unknown(pool, symbol, error):
     logger.warning("%s: %s; marking it inactive", symbol.symbol, error)
     if pool is None:
         return
-    connection = _pooled_connection(pool)
+    connection = pooled_connection(pool)
     try:
         with database_errors("marking it inactive", connection), transaction(connection):
             store.set_symbols_active(connection, [symbol.id], False)

@@ -33,6 +33,8 @@ CONTRACT = (
     ContractName("SYMBOL_EXAMPLE", "str", "a symbol shown in the error when none matches"),
     ContractName("LISTING_GROUPS", "tuple", "the groups one listing download covers (`(None,)`: all at once)"),
     ContractName("REBASE_ON_CHANGE", "bool", "whether a changed stored candle means a new adjustment basis"),
+    ContractName("TRADES_EVERY_PERIOD", "bool", "whether every period trades (Upbit); else `gaps` derives the "
+                 "trading calendar from the stored candles"),
     ContractName("TIMEFRAMES", "dict", "{timeframe name: the exchange's endpoint or period code} it offers"),
     ContractName("credentials_problem", "function", "`(settings)` -> None, or the line naming the missing "
                  "credentials prices need"),

@@ -41,6 +41,7 @@ SYMBOL_PATTERN = re.compile(r"[0-9A-Z]{6,9}")  # what `--symbol` may name: a sho
 SYMBOL_EXAMPLE = "005930"
 LISTING_GROUPS = MARKETS  # one master file per market
 REBASE_ON_CHANGE = True  # adjusted history is rewritten after corporate actions (see above)
+TRADES_EVERY_PERIOD = False  # KRX trades on its calendar, derived from the stored candles (gaps.py)
 PRICES_PATH = "/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice"
 PRICES_GROUP = "prices"
 MASTER_GROUP = "master"
@@ -159,14 +160,17 @@ def fetch_candles(client, symbol, timeframe, start=None, end=None):
     start of the oldest returned period minus one day; skips `{}` padding and
     duplicate periods. An empty page after a full one ends the history only if
     asking again confirms it. Ends with one Covered marker (KIS series are
-    short: one transaction). `end` is unused (KIS answers up to today). Raise
+    short: one transaction). Pages start at `end`'s trade date in Asia/Seoul
+    (None: today; a repair of a past range pages back from its end). Raise
     ExchangeError if a page is malformed, does not move backwards, or the window
     takes more pages than it can need (collectors.paging). Rows are whole
     periods up to `last`, so N distinct periods always move back N periods; a
     page of repeated periods is caught by the budget.
     """
     first = max(period_start(start, timeframe).date() if start else EARLIEST_DATE, EARLIEST_DATE)
-    last = datetime.now(KST).date()
+    today = datetime.now(KST).date()
+    last = min(today, end.astimezone(KST).date()) if end else today
+    covered_end = datetime.now(timezone.utc) if last == today else end
     budget = page_budget(first, last, PAGE_SIZE, timeframe)
     seen = set()
     for pages in itertools.count(1):
@@ -184,7 +188,7 @@ def fetch_candles(client, symbol, timeframe, start=None, end=None):
         if len(rows) < PAGE_SIZE or oldest is None or oldest <= first:
             break
         last = oldest - timedelta(days=1)
-    yield Covered(start=utc_midnight(first), end=datetime.now(timezone.utc))
+    yield Covered(start=utc_midnight(first), end=covered_end)
 
 
 def period_of(day, timeframe):

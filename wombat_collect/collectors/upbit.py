@@ -32,6 +32,7 @@ SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{1,20}/(KRW|BTC|USDT)")  # what `--symbol`
 SYMBOL_EXAMPLE = "BTC/KRW"
 LISTING_GROUPS = (None,)  # one call lists every quote market
 REBASE_ON_CHANGE = False  # finished candles never change
+TRADES_EVERY_PERIOD = True  # around the clock: every period between two candles is a gap (gaps.py)
 SYMBOL_TYPE = "CRYPTO"
 PRICE_PRECISION = 8  # the most decimals any Upbit price has (BTC-quoted markets)
 QUANTITY_PRECISION = 8  # Upbit quantities have up to 8 decimals

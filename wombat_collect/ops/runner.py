@@ -53,6 +53,12 @@ class JobRequest:
     wait: float = 0.0
     window: str | None = None
     dry_run: bool = False
+    lock_job: str | None = None  # the job whose locks it takes (repair: prices); None: its own
+
+    @property
+    def lock_name(self):
+        """Return the job name its lock files and advisory locks are taken under."""
+        return self.lock_job or self.job
 
 
 @dataclass
@@ -123,15 +129,16 @@ def run_job(settings, request, prepare, work, options=None):
     """
     with signals.trapped() as guard, contextlib.ExitStack() as stack:
         with guard.raising_mode():
-            stack.enter_context(locks.file_locks(settings.lock_dir, request.job, request.exchanges,
+            stack.enter_context(locks.file_locks(settings.lock_dir, request.lock_name, request.exchanges,
                                                  request.wait, guard.check))
         dsn, exchange_ids = prepare()
-        held = {code: AdvisoryLock(request.job, code, dsn) for code in request.exchanges}
+        held = {code: AdvisoryLock(request.lock_name, code, dsn) for code in request.exchanges}
         stack.callback(release_locks, held.values())
         with guard.raising_mode(), database_errors("taking the job's database lock"):
             for lock in held.values():
                 lock.connection = open_lock_connection(dsn, lock)
-                locks.take_advisory_locks(lock.connection, request.job, [lock.exchange], request.wait, guard.check)
+                locks.take_advisory_locks(lock.connection, request.lock_name, [lock.exchange], request.wait,
+                                          guard.check)
         context = RunContext(settings, request, dsn, held, guard, options)
         outcomes = run_exchanges(context, exchange_ids, work)
         guard.check()

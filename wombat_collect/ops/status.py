@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 
 from wombat_collect.db.connection import connect, database_errors
 from wombat_collect.db.queries import statement
+from wombat_collect.gaps import gap_summaries
 from wombat_collect.ops import history, locks
 from wombat_collect.records import DAILY
 from wombat_collect.timeframes import NAMES as TIMEFRAME_NAMES
@@ -67,6 +68,7 @@ class ExchangeHealth:
     newest_quote: datetime | None = None
     quotes_judged: bool = False  # quotes has run for this exchange
     timeframes: list = field(default_factory=list)  # [TimeframeHealth]
+    gaps: list = field(default_factory=list)  # the last complete `gaps` scan: dicts per timeframe (gap_summary)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ def build_report(connection, exchanges, max_age_hours=DEFAULT_MAX_AGE_HOURS, lag
     for code in exchanges:
         item = exchange_health(connection, code, lag_days)
         item.timeframes = timeframe_health(connection, code, timeframes, now)
+        item.gaps = gap_summaries(connection, code)
         for job in JOBS:
             health = job_health(connection, job, code, keys[job, code] in alive)
             health.problems = judge_job(health, now, max_age_hours)
@@ -294,6 +297,7 @@ def exchange_dict(item):
         "newest_quote": local_time(item.newest_quote),
         "timeframes": [{"timeframe": health.timeframe, "newest_candle": utc_text(health.newest_candle),
                         "lag_periods": health.lag_periods} for health in item.timeframes],
+        "gaps": [{**summary, "checked_at": local_time(summary["checked_at"])} for summary in item.gaps],
         "jobs": [{"job": health.job, "state": job_state(health), "running": health.running,
                   "problems": [text for _, text in health.problems],
                   "last_run": run_dict(health.last_run), "last_success": run_dict(health.last_success)}
@@ -323,6 +327,7 @@ def render_text(report):
     lines = [symbols_line(item, report.lag_days) for item in report.exchanges]
     lines += [quotes_line(item, report.checked_at) for item in report.exchanges if item.quotes_judged]
     lines += [timeframes_line(item) for item in report.exchanges if item.timeframes]
+    lines += [gaps_line(item) for item in report.exchanges if item.gaps]
     return "\n".join([headline, *table, *lines])
 
 
@@ -370,3 +375,13 @@ def timeframes_line(item):
     parts = [f"{health.timeframe} newest {utc_text(health.newest_candle)} UTC, lag {health.lag_periods}"
              if health.newest_candle else f"{health.timeframe} no candles" for health in item.timeframes]
     return f"{item.exchange} timeframes: {'; '.join(parts)}"
+
+
+def gaps_line(item):
+    """Given an ExchangeHealth with a stored gap summary, return its one line: open gaps per timeframe."""
+    parts = [f"{summary['timeframe']} {summary['ranges']} in {summary['symbols']} symbol(s) "
+             f"({summary['periods']} periods)" if summary["ranges"] else f"{summary['timeframe']} none"
+             for summary in item.gaps]
+    checked = max(summary["checked_at"] for summary in item.gaps)
+    return (f"{item.exchange} open gaps (wombat-collect gaps, {checked.astimezone(SEOUL):{TIME_FORMAT} %Z}): "
+            f"{'; '.join(parts)}")

@@ -1,0 +1,163 @@
+-- Gap detection and repair bookkeeping (wombat_collect/gaps.py); the tables
+-- confirmed_empty and gap_summary come from migrations/0005.gaps.sql.
+--
+-- Both scans take the timeframe's grid as %(step)s (an interval: '1 day',
+-- '1 month', '300 seconds') and do the grid arithmetic in UTC. A scan first
+-- counts each series in one aggregate pass and walks with lag() only the
+-- series whose count falls short of the periods (or trading periods) between
+-- their first and newest candle, so a complete series costs one index entry
+-- read per candle. Each returns, per missing range: symbol_id, the stored
+-- candle just before it (previous), its first missing period (gap_start), the
+-- end of its last missing period (gap_end, exclusive) and how many periods
+-- (trading periods on a trading calendar) it misses. With %(since)s a range
+-- is cut to start there; ranges inside a confirmed_empty row are left out
+-- unless %(recheck)s.
+
+-- name: gaps_every_period
+-- A market that trades every period (Upbit): every period between two candles is missing.
+WITH spans AS (
+    SELECT symbol_id, min("timestamp") AS first_candle, max("timestamp") AS newest_candle, count(*) AS stored
+      FROM pricedata
+     WHERE timeframe = %(timeframe)s AND symbol_id = ANY(%(ids)s::integer[])
+     GROUP BY symbol_id
+), short AS (
+    SELECT symbol_id
+      FROM spans
+     WHERE stored < 1 + CASE WHEN %(months)s > 0
+                             THEN ((extract(year FROM newest_candle AT TIME ZONE 'UTC')
+                                    - extract(year FROM first_candle AT TIME ZONE 'UTC')) * 12
+                                   + extract(month FROM newest_candle AT TIME ZONE 'UTC')
+                                   - extract(month FROM first_candle AT TIME ZONE 'UTC')) / %(months)s
+                             ELSE extract(epoch FROM newest_candle - first_candle) / %(seconds)s END
+), pairs AS (
+    SELECT p.symbol_id, p."timestamp" AS following,
+           lag(p."timestamp") OVER (PARTITION BY p.symbol_id ORDER BY p."timestamp") AS previous
+      FROM pricedata p
+     WHERE p.timeframe = %(timeframe)s AND p.symbol_id IN (SELECT symbol_id FROM short)
+), holes AS (
+    SELECT symbol_id, previous, following AS gap_end,
+           GREATEST((previous AT TIME ZONE 'UTC' + %(step)s::interval) AT TIME ZONE 'UTC',
+                    %(since)s::timestamptz) AS gap_start
+      FROM pairs
+     WHERE previous IS NOT NULL
+       AND (previous AT TIME ZONE 'UTC' + %(step)s::interval) AT TIME ZONE 'UTC' < following
+)
+SELECT h.symbol_id, h.previous, h.gap_start, h.gap_end,
+       (CASE WHEN %(months)s > 0
+             THEN ((extract(year FROM h.gap_end AT TIME ZONE 'UTC')
+                    - extract(year FROM h.gap_start AT TIME ZONE 'UTC')) * 12
+                   + extract(month FROM h.gap_end AT TIME ZONE 'UTC')
+                   - extract(month FROM h.gap_start AT TIME ZONE 'UTC')) / %(months)s
+             ELSE extract(epoch FROM h.gap_end - h.gap_start) / %(seconds)s END)::bigint AS periods
+  FROM holes h
+ WHERE h.gap_start < h.gap_end
+   AND (%(recheck)s OR NOT EXISTS (
+        SELECT 1 FROM confirmed_empty c
+         WHERE c.symbol_id = h.symbol_id AND c.timeframe = %(timeframe)s
+           AND c.range_start <= h.gap_start AND c.range_end >= h.gap_end))
+ ORDER BY h.symbol_id, h.gap_start;
+
+-- name: gaps_trading_calendar
+-- A market with its own calendar (KRX), derived from the stored candles of all
+-- of its symbols (%(calendar_ids)s): a period trades when more than half of the
+-- symbols whose stored history spans it have a candle there. Only trading
+-- periods can be missing; `ordinal` numbers them, so a range is a run of
+-- consecutive trading periods.
+WITH counted AS (
+    SELECT symbol_id, "timestamp", count(*) AS stored,
+           min("timestamp") AS first_candle, max("timestamp") AS newest_candle
+      FROM pricedata
+     WHERE timeframe = %(timeframe)s AND symbol_id = ANY(%(calendar_ids)s::integer[])
+     GROUP BY GROUPING SETS ((symbol_id), ("timestamp"))
+), spans AS (
+    SELECT symbol_id, first_candle, newest_candle, stored FROM counted WHERE symbol_id IS NOT NULL
+), events AS (
+    SELECT "timestamp" AS moment, stored AS traded, 0 AS change FROM counted WHERE "timestamp" IS NOT NULL
+    UNION ALL
+    SELECT first_candle, NULL, 1 FROM spans
+    UNION ALL
+    SELECT (newest_candle AT TIME ZONE 'UTC' + %(step)s::interval) AT TIME ZONE 'UTC', NULL, -1 FROM spans
+), running AS (
+    SELECT moment, traded,
+           sum(change) OVER (ORDER BY moment, traded NULLS FIRST ROWS UNBOUNDED PRECEDING) AS spanning
+      FROM events
+), judged AS (
+    SELECT moment AS period, traded * 2 > spanning AS trading FROM running WHERE traded IS NOT NULL
+), calendar AS (
+    SELECT period, trading, count(*) FILTER (WHERE trading) OVER (ORDER BY period) AS ordinal FROM judged
+), off_days AS (
+    SELECT symbol_id, count(*) AS stored
+      FROM pricedata
+     WHERE timeframe = %(timeframe)s
+       AND "timestamp" = ANY(ARRAY(SELECT period FROM calendar WHERE NOT trading))
+       AND symbol_id = ANY(%(ids)s::integer[])
+     GROUP BY symbol_id
+), short AS (
+    SELECT s.symbol_id
+      FROM spans s
+      JOIN calendar f ON f.period = s.first_candle
+      JOIN calendar n ON n.period = s.newest_candle
+      LEFT JOIN off_days o ON o.symbol_id = s.symbol_id
+     WHERE s.symbol_id = ANY(%(ids)s::integer[])
+       AND s.stored - coalesce(o.stored, 0) < n.ordinal - f.ordinal + f.trading::int
+), pairs AS (
+    SELECT p.symbol_id, p."timestamp" AS following,
+           lag(p."timestamp") OVER (PARTITION BY p.symbol_id ORDER BY p."timestamp") AS previous
+      FROM pricedata p
+     WHERE p.timeframe = %(timeframe)s AND p.symbol_id IN (SELECT symbol_id FROM short)
+), first_wanted AS (
+    SELECT CASE WHEN %(since)s::timestamptz IS NULL THEN 1
+                ELSE coalesce((SELECT min(ordinal) FROM calendar
+                                WHERE trading AND period >= %(since)s::timestamptz), 9223372036854775807)
+           END AS ordinal
+), holes AS (
+    SELECT pr.symbol_id, pr.previous,
+           GREATEST(b.ordinal + 1, (SELECT ordinal FROM first_wanted)) AS first_missing,
+           a.ordinal - a.trading::int AS last_missing
+      FROM pairs pr
+      JOIN calendar b ON b.period = pr.previous
+      JOIN calendar a ON a.period = pr.following
+     WHERE pr.previous IS NOT NULL
+), ranges AS (
+    SELECT h.symbol_id, h.previous, s.period AS gap_start,
+           (e.period AT TIME ZONE 'UTC' + %(step)s::interval) AT TIME ZONE 'UTC' AS gap_end,
+           h.last_missing - h.first_missing + 1 AS periods
+      FROM holes h
+      JOIN calendar s ON s.trading AND s.ordinal = h.first_missing
+      JOIN calendar e ON e.trading AND e.ordinal = h.last_missing
+     WHERE h.first_missing <= h.last_missing
+)
+SELECT r.symbol_id, r.previous, r.gap_start, r.gap_end, r.periods
+  FROM ranges r
+ WHERE %(recheck)s OR NOT EXISTS (
+       SELECT 1 FROM confirmed_empty c
+        WHERE c.symbol_id = r.symbol_id AND c.timeframe = %(timeframe)s
+          AND c.range_start <= r.gap_start AND c.range_end >= r.gap_end)
+ ORDER BY r.symbol_id, r.gap_start;
+
+-- name: forget_confirmed_empty
+-- Before a range's new verdict: drop what was confirmed empty inside it.
+DELETE FROM confirmed_empty
+ WHERE symbol_id = %(symbol_id)s AND timeframe = %(timeframe)s
+   AND range_start < %(range_end)s AND range_end > %(range_start)s;
+
+-- name: add_confirmed_empty
+INSERT INTO confirmed_empty (symbol_id, timeframe, range_start, range_end)
+VALUES (%(symbol_id)s, %(timeframe)s, %(range_start)s, %(range_end)s)
+ON CONFLICT (symbol_id, timeframe, range_start) DO UPDATE
+   SET range_end = GREATEST(confirmed_empty.range_end, EXCLUDED.range_end),
+       confirmed_at = now();
+
+-- name: store_gap_summary
+INSERT INTO gap_summary (exchange, timeframe, symbols, ranges, periods, checked_at)
+VALUES (%(exchange)s, %(timeframe)s, %(symbols)s, %(ranges)s, %(periods)s, %(checked_at)s)
+ON CONFLICT (exchange, timeframe) DO UPDATE
+   SET symbols = EXCLUDED.symbols, ranges = EXCLUDED.ranges, periods = EXCLUDED.periods,
+       checked_at = EXCLUDED.checked_at;
+
+-- name: gap_summaries
+-- What the last unfiltered `gaps` scan found for one exchange (read by `status`).
+SELECT timeframe, symbols, ranges, periods, checked_at
+  FROM gap_summary
+ WHERE exchange = %(exchange)s
+ ORDER BY timeframe;
