@@ -254,7 +254,6 @@ def gaps(ctx, exchange, timeframe_names, symbol_names, since, as_json, repair, r
     if since and since.date() > datetime.now(timezone.utc).date():
         raise click.BadParameter(f"{since.date()} is in the future", param_hint="--since")
     collectors = select_collectors(load_collectors(exchange), (), symbol_names)
-    settings = app.settings()
     wanted = ordered_timeframes(timeframe_names) if timeframe_names else TIMEFRAME_NAMES
     offered = offered_timeframes(collectors, wanted, strict=bool(timeframe_names) and exchange != "all", job="gaps",
                                  quiet=not timeframe_names)

@@ -25,12 +25,12 @@ from datetime import datetime, timedelta, timezone
 
 from wombat_collect import jobs
 from wombat_collect.db import store
-from wombat_collect.db.connection import connect, database_errors, transaction
+from wombat_collect.db.connection import DatabaseUnusable, connect, database_errors, transaction
 from wombat_collect.db.queries import statement
-from wombat_collect.db.connection import DatabaseUnusable
 from wombat_collect.errors import ExchangeBlocked, Interrupted
 from wombat_collect.records import Candle, RejectedCandle, StoredSymbol, UpsertCounts
-from wombat_collect.timeframes import next_start, period_start, timeframe as timeframe_of
+from wombat_collect.timeframes import next_start, period_start
+from wombat_collect.timeframes import timeframe as timeframe_of
 
 JOB = "repair"
 LOCK_JOB = "prices"  # a repair writes the series `prices` writes: it takes the same lock
@@ -102,6 +102,8 @@ def scan_exchange(dsn, exchange_id, collector, request):
     connection = connect(dsn)
     try:
         with database_errors("scanning for gaps", connection), transaction(connection, long_running=True):
+            with connection.cursor() as cursor:
+                cursor.execute(statement("scan_without_jit"))
             everyone = [item.id for item in store.stored_symbols(connection, exchange_id)]
             found = [gap for name in request.timeframes
                      for gap in scan_series(connection, collector, name, targets, everyone, request)]

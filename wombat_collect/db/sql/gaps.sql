@@ -161,3 +161,8 @@ SELECT timeframe, symbols, ranges, periods, checked_at
   FROM gap_summary
  WHERE exchange = %(exchange)s
  ORDER BY timeframe;
+
+-- name: scan_without_jit
+-- For this transaction: the scans' row estimates (joins on computed ordinals) are far too high, and
+-- JIT-compiling the plan would cost more than running it (650 ms against 40 ms measured).
+SELECT set_config('jit', 'off', true);
