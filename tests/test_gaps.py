@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import query, run_cli, stored_prices, upbit_env
 from tests.fakes.kis_server import make_kis_rows
-from tests.fakes.upbit_server import make_upbit_candles
+from tests.fakes.upbit_server import make_upbit_candles, make_upbit_minute_candles, make_upbit_period_candles
 from tests.kis_support import install_masters, kis_env, kis_prices
 from wombat_collect.ops import locks
 
@@ -23,11 +23,12 @@ def utc(year, month, day):
 
 
 def delete_candles(dsn, symbol, first, last, timeframe="1d"):
-    """Given a symbol and an inclusive day range, delete its stored candles there (a hole)."""
+    """Given a symbol and an inclusive range of days (dates) or period starts (datetimes), delete its candles there."""
+    if not isinstance(first, datetime):
+        first, last = utc(first.year, first.month, first.day), utc(last.year, last.month, last.day)
     query(dsn, """DELETE FROM pricedata p USING symbol s
                    WHERE s.id = p.symbol_id AND s.symbol = %s AND p.timeframe = %s
-                     AND p."timestamp" BETWEEN %s AND %s RETURNING p.id""",
-          (symbol, timeframe, utc(first.year, first.month, first.day), utc(last.year, last.month, last.day)))
+                     AND p."timestamp" BETWEEN %s AND %s RETURNING p.id""", (symbol, timeframe, first, last))
 
 
 @pytest.fixture
@@ -94,6 +95,33 @@ def test_gaps_repair_restores_exactly_the_served_rows_then_exits_0(database, fak
     after = run_cli("gaps", "--exchange", "upbit", "--timeframe", "1d", env=env)
     assert after.exit_code == 0, after.output
     assert after.stdout.splitlines() == ["gaps: none (scanned upbit 1d)"]
+
+
+def test_gaps_hours_and_months_are_counted_on_their_grid_and_repaired(database, fake_upbit):
+    fake_upbit.set_candles("KRW-BTC", make_upbit_minute_candles("KRW-BTC", 60, datetime(2025, 3, 1),
+                                                                datetime(2025, 3, 3)), "minutes/60")
+    fake_upbit.set_candles("KRW-BTC", make_upbit_period_candles(
+        "KRW-BTC", [date(2024, month, 1) for month in range(1, 13)]), "months")
+    env = upbit_env(database, fake_upbit)
+    result = run_cli("prices", "--exchange", "upbit", "--timeframe", "1h", "--timeframe", "1M", "--full", env=env)
+    assert result.exit_code == 0, result.output
+    before = stored_prices(database)
+    delete_candles(database, "BTC/KRW", datetime(2025, 3, 2, 5, tzinfo=timezone.utc),
+                   datetime(2025, 3, 2, 7, tzinfo=timezone.utc), "1h")
+    delete_candles(database, "BTC/KRW", date(2024, 5, 1), date(2024, 6, 1), "1M")
+    scan = run_cli("gaps", "--exchange", "upbit", "--timeframe", "1h", "--timeframe", "1M", env=env)
+    assert scan.exit_code == 1, scan.output
+    assert scan.stdout.splitlines() == [
+        "BTC/KRW 1h: 2025-03-02 05:00..2025-03-02 07:00 (3 periods)",
+        "BTC/KRW 1M: 2024-05-01..2024-06-01 (2 months)",
+        "gaps: 2 ranges (5 periods missing) in 2 series of 1 symbol (scanned upbit 1h 1M)",
+    ]
+    fake_upbit.clear_requests()
+    repair = run_cli("gaps", "--exchange", "upbit", "--timeframe", "1h", "--timeframe", "1M", "--repair", env=env)
+    assert repair.exit_code == 0, repair.output
+    assert stored_prices(database) == before
+    assert [record.path for record in fake_upbit.requests] in (
+        ["/v1/candles/minutes/60", "/v1/candles/months"], ["/v1/candles/months", "/v1/candles/minutes/60"])
 
 
 def test_gaps_repair_confirms_a_hole_the_exchange_lacks_and_never_asks_again(database, fake_upbit, upbit_history):
@@ -209,6 +237,9 @@ def test_gaps_krx_counts_trading_days_and_repairs_across_a_weekend(database, krx
     result = run_cli("gaps", "--exchange", "kis", "--timeframe", "1d", "--symbol", "005930", env=env)
     assert result.exit_code == 1, result.output
     assert result.stdout.splitlines()[0] == "005930 1d: 2024-02-29..2024-03-05 (3 trading days)"
+    since = run_cli("gaps", "--exchange", "kis", "--timeframe", "1d", "--symbol", "005930", "--since", "2024-03-02",
+                    env=env)
+    assert since.stdout.splitlines()[0] == "005930 1d: 2024-03-04..2024-03-05 (2 trading days)"
     fake.clear_requests()
     repair = run_cli("gaps", "--exchange", "kis", "--timeframe", "1d", "--repair", env=env)
     assert repair.exit_code == 0, repair.output

@@ -29,6 +29,7 @@ from wombat_collect.db.connection import DatabaseUnusable, connect, database_err
 from wombat_collect.db.queries import statement
 from wombat_collect.errors import ExchangeBlocked, Interrupted
 from wombat_collect.records import Candle, RejectedCandle, StoredSymbol, UpsertCounts
+from wombat_collect.timeframes import NAMES as TIMEFRAME_NAMES
 from wombat_collect.timeframes import next_start, period_start
 from wombat_collect.timeframes import timeframe as timeframe_of
 
@@ -109,7 +110,7 @@ def scan_exchange(dsn, exchange_id, collector, request):
                      for gap in scan_series(connection, collector, name, targets, everyone, request)]
     finally:
         connection.close()
-    return sorted(found, key=lambda gap: (gap.symbol.symbol, gap.timeframe, gap.start))
+    return sorted(found, key=lambda gap: (gap.symbol.symbol, TIMEFRAME_NAMES.index(gap.timeframe), gap.start))
 
 
 def scan_series(connection, collector, name, targets, everyone, request):
@@ -156,8 +157,9 @@ def gap_summaries(connection, exchange):
     """Given a connection and an exchange code, return the last stored summary rows, as dicts by timeframe."""
     with connection.cursor() as cursor:
         cursor.execute(statement("gap_summaries"), {"exchange": exchange})
-        return [{"timeframe": name, "symbols": symbols, "ranges": ranges, "periods": periods,
-                 "checked_at": checked_at} for name, symbols, ranges, periods, checked_at in cursor.fetchall()]
+        rows = sorted(cursor.fetchall(), key=lambda row: TIMEFRAME_NAMES.index(row[0]))
+    return [{"timeframe": name, "symbols": symbols, "ranges": ranges, "periods": periods, "checked_at": checked_at}
+            for name, symbols, ranges, periods, checked_at in rows]
 
 
 def moment_text(moment, name):

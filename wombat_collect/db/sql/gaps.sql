@@ -62,17 +62,20 @@ SELECT h.symbol_id, h.previous, h.gap_start, h.gap_end,
 -- of its symbols (%(calendar_ids)s): a period trades when more than half of the
 -- symbols whose stored history spans it have a candle there. Only trading
 -- periods can be missing; `ordinal` numbers them, so a range is a run of
--- consecutive trading periods.
-WITH counted AS (
-    SELECT symbol_id, "timestamp", count(*) AS stored,
-           min("timestamp") AS first_candle, max("timestamp") AS newest_candle
+-- consecutive trading periods. The two counting passes are separate
+-- aggregates (each runs in parallel; GROUPING SETS would not, and was slower).
+WITH spans AS (
+    SELECT symbol_id, min("timestamp") AS first_candle, max("timestamp") AS newest_candle, count(*) AS stored
       FROM pricedata
      WHERE timeframe = %(timeframe)s AND symbol_id = ANY(%(calendar_ids)s::integer[])
-     GROUP BY GROUPING SETS ((symbol_id), ("timestamp"))
-), spans AS (
-    SELECT symbol_id, first_candle, newest_candle, stored FROM counted WHERE symbol_id IS NOT NULL
+     GROUP BY symbol_id
+), per_period AS (
+    SELECT "timestamp" AS period, count(*) AS traded
+      FROM pricedata
+     WHERE timeframe = %(timeframe)s AND symbol_id = ANY(%(calendar_ids)s::integer[])
+     GROUP BY "timestamp"
 ), events AS (
-    SELECT "timestamp" AS moment, stored AS traded, 0 AS change FROM counted WHERE "timestamp" IS NOT NULL
+    SELECT period AS moment, traded, 0 AS change FROM per_period
     UNION ALL
     SELECT first_candle, NULL, 1 FROM spans
     UNION ALL
@@ -100,24 +103,23 @@ WITH counted AS (
       LEFT JOIN off_days o ON o.symbol_id = s.symbol_id
      WHERE s.symbol_id = ANY(%(ids)s::integer[])
        AND s.stored - coalesce(o.stored, 0) < n.ordinal - f.ordinal + f.trading::int
-), pairs AS (
-    SELECT p.symbol_id, p."timestamp" AS following,
-           lag(p."timestamp") OVER (PARTITION BY p.symbol_id ORDER BY p."timestamp") AS previous
+), walked AS (
+    -- each candle of a short series with its trading ordinal, and the candle before it
+    SELECT p.symbol_id, c.ordinal - c.trading::int AS last_missing,
+           lag(p."timestamp") OVER candles AS previous, lag(c.ordinal) OVER candles AS previous_ordinal
       FROM pricedata p
+      JOIN calendar c ON c.period = p."timestamp"
      WHERE p.timeframe = %(timeframe)s AND p.symbol_id IN (SELECT symbol_id FROM short)
-), first_wanted AS (
-    SELECT CASE WHEN %(since)s::timestamptz IS NULL THEN 1
-                ELSE coalesce((SELECT min(ordinal) FROM calendar
-                                WHERE trading AND period >= %(since)s::timestamptz), 9223372036854775807)
-           END AS ordinal
-), holes AS (
-    SELECT pr.symbol_id, pr.previous,
-           GREATEST(b.ordinal + 1, (SELECT ordinal FROM first_wanted)) AS first_missing,
-           a.ordinal - a.trading::int AS last_missing
-      FROM pairs pr
-      JOIN calendar b ON b.period = pr.previous
-      JOIN calendar a ON a.period = pr.following
-     WHERE pr.previous IS NOT NULL
+    WINDOW candles AS (PARTITION BY p.symbol_id ORDER BY p."timestamp")
+), holes AS MATERIALIZED (
+    SELECT symbol_id, previous, last_missing,
+           GREATEST(previous_ordinal + 1,
+                    CASE WHEN %(since)s::timestamptz IS NULL THEN 1
+                         ELSE coalesce((SELECT min(ordinal) FROM calendar
+                                         WHERE trading AND period >= %(since)s::timestamptz), 9223372036854775807)
+                    END) AS first_missing
+      FROM walked
+     WHERE previous IS NOT NULL
 ), ranges AS (
     SELECT h.symbol_id, h.previous, s.period AS gap_start,
            (e.period AT TIME ZONE 'UTC' + %(step)s::interval) AT TIME ZONE 'UTC' AS gap_end,
