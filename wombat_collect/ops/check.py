@@ -50,6 +50,8 @@ TABLE_PRIVILEGES = {
     "realtime_prices": ("SELECT", "INSERT", "UPDATE"),
     "collect_run": ("SELECT", "INSERT", "UPDATE"),
     "fetched_range": ("SELECT", "INSERT", "DELETE"),
+    "confirmed_empty": ("SELECT", "INSERT", "UPDATE", "DELETE"),  # gaps --repair
+    "gap_summary": ("SELECT", "INSERT", "UPDATE"),  # gaps
     "wombat_collect_migration": ("SELECT",),
 }
 
