@@ -51,13 +51,15 @@ def test_gaps_reports_exactly_the_deleted_ranges(database, upbit_history):
     env, _ = upbit_history
     delete_candles(database, "BTC/KRW", date(2025, 3, 2), date(2025, 3, 4))
     delete_candles(database, "BTC/KRW", date(2025, 1, 10), date(2025, 1, 10))
+    delete_candles(database, "BTC/KRW", date(2025, 1, 6), date(2025, 1, 8))  # across the scan's blocks (01-08)
     result = run_cli("gaps", "--exchange", "upbit", "--timeframe", "1d", env=env)
     assert result.exit_code == 1, result.output
     assert result.stdout.splitlines() == [
+        "BTC/KRW 1d: 2025-01-06..2025-01-08 (3 days)",
         "BTC/KRW 1d: 2025-01-10 (1 day)",
         "BTC/KRW 1d: 2025-03-02..2025-03-04 (3 days)",
         "ETH/KRW 1d: 2025-02-20 (1 day)",
-        "gaps: 3 ranges (5 periods missing) in 2 series of 2 symbols (scanned upbit 1d)",
+        "gaps: 4 ranges (8 periods missing) in 2 series of 2 symbols (scanned upbit 1d)",
     ]
 
 

@@ -35,6 +35,8 @@ from wombat_collect.timeframes import timeframe as timeframe_of
 
 JOB = "repair"
 LOCK_JOB = "prices"  # a repair writes the series `prices` writes: it takes the same lock
+BLOCK_PERIODS = 128  # the scan counts each series in blocks of about this many periods (db/sql/gaps.sql)
+APPROXIMATE_MONTH = timedelta(days=30)  # a block only needs to be about BLOCK_PERIODS long
 PERIOD_NOUNS = {"day": "day", "week": "week", "month": "month", "year": "year", "minute": "period"}
 
 logger = logging.getLogger(__name__)
@@ -104,7 +106,7 @@ def scan_exchange(dsn, exchange_id, collector, request):
     try:
         with database_errors("scanning for gaps", connection), transaction(connection, long_running=True):
             with connection.cursor() as cursor:
-                cursor.execute(statement("scan_without_jit"))
+                cursor.execute(statement("scan_settings"))
             everyone = [item.id for item in store.stored_symbols(connection, exchange_id)]
             found = [gap for name in request.timeframes
                      for gap in scan_series(connection, collector, name, targets, everyone, request)]
@@ -128,13 +130,14 @@ def scan_series(connection, collector, name, targets, everyone, request):
 
 
 def grid_parameters(name):
-    """Given a timeframe name, return the scan's grid parameters: step (an interval), months, seconds."""
+    """Given a timeframe name, return the scan's grid parameters: step (an interval), months, seconds, block_seconds."""
     frame = timeframe_of(name)
     if frame.length is None:
         months = 12 if frame.unit == "year" else 1
-        return {"step": f"{months} months", "months": months, "seconds": 1}
+        return {"step": f"{months} months", "months": months, "seconds": 1,
+                "block_seconds": int(APPROXIMATE_MONTH.total_seconds()) * months * BLOCK_PERIODS}
     seconds = int(frame.length.total_seconds())
-    return {"step": f"{seconds} seconds", "months": 0, "seconds": seconds}
+    return {"step": f"{seconds} seconds", "months": 0, "seconds": seconds, "block_seconds": seconds * BLOCK_PERIODS}
 
 
 def store_summary(dsn, exchange, timeframes, gaps, checked_at):
