@@ -265,24 +265,9 @@ def gaps(ctx, exchange, timeframe_names, symbol_names, since, as_json, repair, r
     if repair:
         run_repairs(app, ctx.params, collectors, requests, as_json)
     dsn, exchange_ids = open_database(app, collectors)
-    found = scan_gaps(dsn, exchange_ids, collectors, requests)
+    found = gap_job.scan_exchanges(dsn, exchange_ids, collectors, requests)
     show_gaps(found, {code: request.timeframes for code, request in requests.items()}, as_json)
     sys.exit(EXIT_FAILED if found else EXIT_OK)
-
-
-def scan_gaps(dsn, exchange_ids, collectors, requests):
-    """Given the exchanges' ScanRequests, scan each, store the summary of complete scans; return every Gap."""
-    from wombat_collect import gaps as gap_job
-
-    found = []
-    for collector in collectors:
-        code = collector.EXCHANGE.code
-        checked_at = datetime.now(timezone.utc)
-        mine = gap_job.scan_exchange(dsn, exchange_ids[code], collector, requests[code])
-        if requests[code].complete:
-            gap_job.store_summary(dsn, code, requests[code].timeframes, mine, checked_at)
-        found += mine
-    return found
 
 
 def show_gaps(found, scanned, as_json):
@@ -322,12 +307,8 @@ def run_repairs(app, params, collectors, requests, as_json):
         collector, client = clients[code]
         if code in missing:
             return JobResult(gap_job.JOB, code, fatal=missing[code])
-        found = gap_job.scan_exchange(dsn, exchange_id, collector, requests[code])
-        result, repairs[code] = gap_job.repair_gaps(dsn, collector, client, found, options[code])
-        if requests[code].complete:
-            checked_at = datetime.now(timezone.utc)
-            left = gap_job.scan_exchange(dsn, exchange_id, collector, requests[code])
-            gap_job.store_summary(dsn, code, requests[code].timeframes, left, checked_at)
+        result, repairs[code] = gap_job.repair_exchange(dsn, exchange_id, collector, client, requests[code],
+                                                        options[code])
         return result
 
     outcomes = run_job(settings, request, lambda: open_database(app, collectors), work, options)

@@ -115,6 +115,27 @@ def scan_exchange(dsn, exchange_id, collector, request):
     return sorted(found, key=lambda gap: (gap.symbol.symbol, TIMEFRAME_NAMES.index(gap.timeframe), gap.start))
 
 
+def scan_exchanges(dsn, exchange_ids, collectors, requests):
+    """Given {code: exchange id} and {code: ScanRequest}, scan each exchange; return every Gap.
+
+    A complete scan (ScanRequest.complete) also stores its counts for `status`.
+    """
+    found = []
+    for collector in collectors:
+        code = collector.EXCHANGE.code
+        found += scan_and_summarise(dsn, exchange_ids[code], collector, requests[code])
+    return found
+
+
+def scan_and_summarise(dsn, exchange_id, collector, request):
+    """Given one exchange and its ScanRequest, return its Gaps; store their counts if the scan is complete."""
+    checked_at = datetime.now(timezone.utc)
+    found = scan_exchange(dsn, exchange_id, collector, request)
+    if request.complete:
+        store_summary(dsn, collector.EXCHANGE.code, request.timeframes, found, checked_at)
+    return found
+
+
 def scan_series(connection, collector, name, targets, everyone, request):
     """Given one timeframe, the symbols to report and all the exchange's symbol ids, return their Gaps."""
     by_id = {item.id: item for item in targets}
@@ -228,6 +249,18 @@ def repair_gaps(dsn, collector, client, gaps, options):
         interrupted = Interrupted(options.interrupted)
         interrupted.result = result
         raise interrupted
+    return result, repairs
+
+
+def repair_exchange(dsn, exchange_id, collector, client, request, options):
+    """Given one exchange and its ScanRequest, repair the Gaps a scan finds, then scan again for `status`.
+
+    Return (JobResult of job `repair`, [Repair]). Raise Interrupted as repair_gaps does.
+    """
+    found = scan_exchange(dsn, exchange_id, collector, request)
+    result, repairs = repair_gaps(dsn, collector, client, found, options)
+    if request.complete:
+        scan_and_summarise(dsn, exchange_id, collector, request)
     return result, repairs
 
 
