@@ -8,7 +8,8 @@ A script, not a test (timings on shared machines are noise; ratios are not):
 On a fresh database it stores, for each calendar asked (--calendar upbit: every
 day; kis: weekdays less a holiday a month, the KRX calendar derived from the
 data), --symbols symbols × --candles daily candles, then deletes a 3-day hole in
---holed symbols, VACUUM ANALYZEs, and times alternately the scan
+--holed symbols (each at its own place, so that on KRX no day loses its majority
+and turns into a holiday), VACUUM ANALYZEs, and times alternately the scan
 (gaps.scan_exchange, one timeframe) and `SELECT count(*)` over the same rows,
 --rounds times. It prints the median ratio scan ÷ count (the target: at most 5),
 and checks that the scan found exactly the holes made.
@@ -50,8 +51,11 @@ CANDLES_SQL = """
       FROM unnest(%s::integer[]) AS s(id) CROSS JOIN unnest(%s::timestamptz[]) AS d(day)
 """
 HOLE_SQL = """
-    DELETE FROM pricedata WHERE symbol_id = ANY(%s) AND timeframe = '1d' AND "timestamp" = ANY(%s::timestamptz[])
+    DELETE FROM pricedata p
+     USING unnest(%s::integer[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[]) AS h(id, d1, d2, d3)
+     WHERE p.symbol_id = h.id AND p.timeframe = '1d' AND p."timestamp" IN (h.d1, h.d2, h.d3)
 """
+HOLE_STRIDE = 37  # holes of successive symbols this many days apart: no day loses its majority on KRX
 
 
 def server_dsn():
@@ -74,7 +78,7 @@ def trading_days(calendar, count):
 
 
 def load(dsn, calendar, exchange_id, symbols, candles, holed):
-    """Store symbols × candles daily candles, then a 3-day hole in the first `holed`. Return (ids, days)."""
+    """Store symbols × candles daily candles, then a 3-day hole (hole_days) in the first `holed`. Return (ids, days)."""
     days = trading_days(calendar, candles)
     connection = psycopg2.connect(dsn)
     with connection, connection.cursor() as cursor:
@@ -83,14 +87,20 @@ def load(dsn, calendar, exchange_id, symbols, candles, holed):
     for start in range(0, len(ids), 100):
         with connection, connection.cursor() as cursor:
             cursor.execute(CANDLES_SQL, (ids[start:start + 100], [f"{day} 00:00+00" for day in days]))
-    hole = [f"{day} 00:00+00" for day in days[len(days) // 2:len(days) // 2 + 3]]
     with connection, connection.cursor() as cursor:
-        cursor.execute(HOLE_SQL, (ids[:holed], hole))
+        cursor.execute(HOLE_SQL, (ids[:holed], *hole_days(days, holed)))
     connection.autocommit = True
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE pricedata")
     connection.close()
     return ids, days
+
+
+def hole_days(days, holed):
+    """Return three parallel lists (first, second, third missing day) for `holed` symbols: 3 consecutive
+    days of the calendar each, staggered by HOLE_STRIDE, never at a series' first or newest day."""
+    starts = [1 + (index * HOLE_STRIDE) % (len(days) - 4) for index in range(holed)]
+    return [[f"{days[start + offset]} 00:00+00" for start in starts] for offset in range(3)]
 
 
 def timed_count(dsn, ids):

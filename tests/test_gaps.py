@@ -9,6 +9,7 @@ from tests.conftest import query, run_cli, stored_prices, upbit_env
 from tests.fakes.kis_server import make_kis_rows
 from tests.fakes.upbit_server import make_upbit_candles, make_upbit_minute_candles, make_upbit_period_candles
 from tests.kis_support import install_masters, kis_env, kis_prices
+from wombat_collect.gaps import BLOCK_PERIODS
 from wombat_collect.ops import locks
 
 UPBIT_DAYS = "/v1/candles/days"
@@ -251,3 +252,21 @@ def test_gaps_krx_counts_trading_days_and_repairs_across_a_weekend(database, krx
     assert fake.count(KIS_PRICES) == 2
     after = run_cli("gaps", "--exchange", "kis", "--timeframe", "1d", env=env)
     assert (after.exit_code, after.stdout.splitlines()) == (0, ["gaps: none (scanned kis 1d)"])
+
+
+def test_gaps_krx_finds_holes_across_and_inside_the_scans_blocks(database, krx_history):
+    _, env, _ = krx_history
+    block_seconds = 86400 * BLOCK_PERIODS
+    assert utc(2024, 4, 26).timestamp() // block_seconds != utc(2024, 4, 29).timestamp() // block_seconds
+    delete_candles(database, "005930", date(2024, 4, 25), date(2024, 4, 29))  # Thu, Fri | weekend, Mon
+    delete_candles(database, "005930", date(2024, 3, 12), date(2024, 3, 12))  # inside the first block
+    delete_candles(database, "069500", date(2024, 4, 30), date(2024, 5, 2))  # the head of its second block
+    result = run_cli("gaps", "--exchange", "kis", "--timeframe", "1d", env=env)
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [  # (a day two of the three lack would be a KRX holiday)
+        "005930 1d: 2024-03-12 (1 trading day)",
+        "005930 1d: 2024-04-25..2024-04-29 (3 trading days)",
+        "035720 1d: 2024-04-15 (1 trading day)",
+        "069500 1d: 2024-04-30..2024-05-02 (3 trading days)",
+        "gaps: 4 ranges (8 periods missing) in 3 series of 3 symbols (scanned kis 1d)",
+    ]

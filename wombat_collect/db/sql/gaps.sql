@@ -5,7 +5,8 @@
 -- '1 month', '300 seconds') and do the grid arithmetic in UTC. A scan first
 -- counts the candles in parallel aggregate passes and walks with lag() only
 -- what falls short of the periods (or trading periods) between its first and
--- newest candle: a block of a series (every-period markets) or a series (KRX). Each returns, per missing range: symbol_id, the stored
+-- newest candle: a block of about 128 periods of a series. Each returns, per
+-- missing range: symbol_id, the stored
 -- candle just before it (previous), its first missing period (gap_start), the
 -- end of its last missing period (gap_end, exclusive) and how many periods
 -- (trading periods on a trading calendar) it misses. With %(since)s a range
@@ -75,8 +76,12 @@ SELECT h.symbol_id, h.previous, h.gap_start, h.gap_end,
 -- of its symbols (%(calendar_ids)s): a period trades when more than half of the
 -- symbols whose stored history spans it have a candle there. Only trading
 -- periods can be missing; `ordinal` numbers them, so a range is a run of
--- consecutive trading periods. The two counting passes are separate
--- aggregates (each runs in parallel; GROUPING SETS would not, and was slower).
+-- consecutive trading periods. The counting passes are separate aggregates
+-- (each runs in parallel; GROUPING SETS would not, and was slower). Only the
+-- short series (fewer trading candles than trading periods) can have gaps;
+-- they are counted again in blocks (%(block_seconds)s), as for every-period
+-- markets, and only their short blocks are walked, so a hole in every series
+-- costs one block's walk each, not the whole series'.
 WITH spans AS (
     SELECT symbol_id, min("timestamp") AS first_candle, max("timestamp") AS newest_candle, count(*) AS stored
       FROM pricedata
@@ -101,45 +106,94 @@ WITH spans AS (
     SELECT moment AS period, traded * 2 > spanning AS trading FROM running WHERE traded IS NOT NULL
 ), calendar AS (
     SELECT period, trading, count(*) FILTER (WHERE trading) OVER (ORDER BY period) AS ordinal FROM judged
-), off_days AS (
-    SELECT symbol_id, count(*) AS stored
+), off_days AS MATERIALIZED (
+    -- our candles on days KRX did not trade, per series and block
+    SELECT symbol_id, date_part('epoch', "timestamp")::bigint / %(block_seconds)s AS block, count(*) AS stored
       FROM pricedata
      WHERE timeframe = %(timeframe)s
        AND "timestamp" = ANY(ARRAY(SELECT period FROM calendar WHERE NOT trading))
        AND symbol_id = ANY(%(ids)s::integer[])
-     GROUP BY symbol_id
-), short AS (
-    SELECT s.symbol_id
+     GROUP BY symbol_id, date_part('epoch', "timestamp")::bigint / %(block_seconds)s
+), series_starts AS MATERIALIZED (
+    -- our series with the ordinal before their first candle (joined apart from the newest candle's:
+    -- the planner, misjudging these CTEs' sizes, would otherwise join the calendar with itself first)
+    SELECT s.symbol_id, s.newest_candle, s.stored, f.ordinal - f.trading::int AS before_first
       FROM spans s
       JOIN calendar f ON f.period = s.first_candle
-      JOIN calendar n ON n.period = s.newest_candle
-      LEFT JOIN off_days o ON o.symbol_id = s.symbol_id
      WHERE s.symbol_id = ANY(%(ids)s::integer[])
-       AND s.stored - coalesce(o.stored, 0) < n.ordinal - f.ordinal + f.trading::int
+), short_series AS MATERIALIZED (
+    -- the series holding fewer trading candles than trading periods between their first and newest
+    -- candle; only these can have gaps
+    SELECT s.symbol_id
+      FROM series_starts s
+      JOIN calendar n ON n.period = s.newest_candle
+      LEFT JOIN (SELECT symbol_id, sum(stored) AS stored FROM off_days GROUP BY symbol_id) o
+             ON o.symbol_id = s.symbol_id
+     WHERE s.stored - coalesce(o.stored, 0) < n.ordinal - s.before_first
+), blocks AS MATERIALIZED (
+    -- the short series in blocks
+    SELECT symbol_id, date_part('epoch', "timestamp")::bigint / %(block_seconds)s AS block,
+           min("timestamp") AS first_candle, max("timestamp") AS newest_candle, count(*) AS stored
+      FROM pricedata
+     WHERE timeframe = %(timeframe)s AND symbol_id IN (SELECT symbol_id FROM short_series)
+     GROUP BY symbol_id, date_part('epoch', "timestamp")::bigint / %(block_seconds)s
+), starts AS MATERIALIZED (
+    -- the blocks with the ordinal before their first candle (as series_starts)
+    SELECT b.symbol_id, b.block, b.first_candle, b.newest_candle, b.stored,
+           f.ordinal - f.trading::int AS before_first
+      FROM blocks b
+      JOIN calendar f ON f.period = b.first_candle
+), short AS MATERIALIZED (
+    -- the short blocks (materialized: else the planner may walk every block before it filters)
+    SELECT b.symbol_id, b.first_candle, b.newest_candle
+      FROM starts b
+      JOIN calendar n ON n.period = b.newest_candle
+      LEFT JOIN off_days o ON o.symbol_id = b.symbol_id AND o.block = b.block
+     WHERE b.stored - coalesce(o.stored, 0) < n.ordinal - b.before_first
+), across AS (
+    -- a gap between blocks: one block's newest candle and the next one's first
+    SELECT symbol_id, first_candle AS following,
+           lag(newest_candle) OVER (PARTITION BY symbol_id ORDER BY first_candle) AS previous
+      FROM blocks
+), inside AS (
+    -- each candle of a short block and the candle before it
+    SELECT short.symbol_id, walked.following, walked.previous
+      FROM short
+     CROSS JOIN LATERAL (
+           SELECT p."timestamp" AS following, lag(p."timestamp") OVER (ORDER BY p."timestamp") AS previous
+             FROM pricedata p
+            WHERE p.symbol_id = short.symbol_id AND p.timeframe = %(timeframe)s
+              AND p."timestamp" BETWEEN short.first_candle AND short.newest_candle) AS walked
+), pairs AS (
+    SELECT symbol_id, following, previous FROM across WHERE previous IS NOT NULL
+    UNION ALL
+    SELECT symbol_id, following, previous FROM inside WHERE previous IS NOT NULL
 ), walked AS (
-    -- each candle of a short series with its trading ordinal, and the candle before it
-    SELECT p.symbol_id, c.ordinal - c.trading::int AS last_missing,
-           lag(p."timestamp") OVER candles AS previous, lag(c.ordinal) OVER candles AS previous_ordinal
-      FROM pricedata p
-      JOIN calendar c ON c.period = p."timestamp"
-     WHERE p.timeframe = %(timeframe)s AND p.symbol_id IN (SELECT symbol_id FROM short)
-    WINDOW candles AS (PARTITION BY p.symbol_id ORDER BY p."timestamp")
+    -- each pair with the trading ordinals: the last trading period missing before `following`,
+    -- and the ordinal of `previous`
+    SELECT r.symbol_id, r.previous, c.ordinal - c.trading::int AS last_missing, b.ordinal AS previous_ordinal
+      FROM pairs r
+      JOIN calendar c ON c.period = r.following
+      JOIN calendar b ON b.period = r.previous
 ), holes AS MATERIALIZED (
     SELECT symbol_id, previous, last_missing,
            GREATEST(previous_ordinal + 1,
                     CASE WHEN %(since)s::timestamptz IS NULL THEN 1
                          ELSE coalesce((SELECT min(ordinal) FROM calendar
-                                         WHERE trading AND period >= %(since)s::timestamptz), 9223372036854775807)
+                                         WHERE trading AND period >= %(since)s::timestamptz), 2147483647)
                     END) AS first_missing
       FROM walked
      WHERE previous IS NOT NULL
+), trading_periods AS (
+    -- the trading periods by ordinal (1, 2, ...): an array lookup, where joining the calendar twice
+    -- led the planner (its estimates of these CTEs are far off) to a product of the calendar with itself
+    SELECT array_agg(period ORDER BY ordinal) AS periods FROM calendar WHERE trading
 ), ranges AS (
-    SELECT h.symbol_id, h.previous, s.period AS gap_start,
-           (e.period AT TIME ZONE 'UTC' + %(step)s::interval) AT TIME ZONE 'UTC' AS gap_end,
+    SELECT h.symbol_id, h.previous, t.periods[h.first_missing::integer] AS gap_start,
+           (t.periods[h.last_missing::integer] AT TIME ZONE 'UTC' + %(step)s::interval) AT TIME ZONE 'UTC' AS gap_end,
            h.last_missing - h.first_missing + 1 AS periods
       FROM holes h
-      JOIN calendar s ON s.trading AND s.ordinal = h.first_missing
-      JOIN calendar e ON e.trading AND e.ordinal = h.last_missing
+     CROSS JOIN trading_periods t
      WHERE h.first_missing <= h.last_missing
 )
 SELECT r.symbol_id, r.previous, r.gap_start, r.gap_end, r.periods
