@@ -51,11 +51,17 @@ def public_tables(dsn):
                                            " ORDER BY tablename")]
 
 
+def own_tables(dsn):
+    """Given a DSN, return the names of the tables in wombat-collect's own schema (wombat_collect), sorted."""
+    return [name for (name,) in query(dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'wombat_collect'"
+                                           " ORDER BY tablename")]
+
+
 def collect_runs(dsn):
     """Given a DSN, return every collect_run row as text (all columns), in id order; [] before the table exists."""
-    if "collect_run" not in public_tables(dsn):
+    if not query(dsn, "SELECT to_regclass('wombat_collect.collect_run') IS NOT NULL")[0][0]:
         return []
-    return [row for (row,) in query(dsn, "SELECT r::text FROM collect_run r ORDER BY id")]
+    return [row for (row,) in query(dsn, "SELECT r::text FROM wombat_collect.collect_run r ORDER BY id")]
 
 
 # --------------------------------------------------------------------------- Upbit data

@@ -96,14 +96,14 @@ def table_exists(dsn, name):
 
 def runs(dsn):
     """Given a DSN, return every collect_run row (RUN_COLUMNS) in id order."""
-    return query(dsn, f"SELECT {RUN_COLUMNS} FROM collect_run ORDER BY id")  # noqa: S608 - constant
+    return query(dsn, f"SELECT {RUN_COLUMNS} FROM wombat_collect.collect_run ORDER BY id")  # noqa: S608 - constant
 
 
 def running_count(dsn):
     """Given a DSN, return how many collect_run rows are 'running' (0 before the table exists)."""
-    if not table_exists(dsn, "collect_run"):
+    if not table_exists(dsn, "wombat_collect.collect_run"):
         return 0
-    return query(dsn, "SELECT count(*) FROM collect_run WHERE status = 'running'")[0][0]
+    return query(dsn, "SELECT count(*) FROM wombat_collect.collect_run WHERE status = 'running'")[0][0]
 
 
 def stored_count(dsn):

@@ -146,7 +146,7 @@ def test_check_healthy_setup_exits_0_with_every_line_ok(migrated, env_file, fake
         f"DATABASE_URL names {parts['user']}@{parts['host']}:{parts.get('port', '5432')}/{parts['dbname']}"
     assert re.fullmatch(re.escape(target(migrated["DATABASE_URL"])) + r": PostgreSQL \d+\.\d+.*, answered in "
                         r"\d+\.\d\d s, schema public", message["connection"])
-    assert message["migrations"] == "all 5 applied"
+    assert message["migrations"] == "all 6 applied"
     assert message["schema"] == \
         "exchange, symbol, pricedata, realtime_prices have the columns and unique keys wombat-collect writes"
     assert message["privileges"] == (f"role {parts['user']} may read and write every table wombat-collect writes "
@@ -234,23 +234,25 @@ def test_check_role_without_privileges_is_critical(migrated, powerless_role, env
     role = powerless_role
     assert found["privileges"] == ("CRITICAL", (
         f"role {role} lacks privileges wombat-collect needs; "
-        f"GRANT INSERT, SELECT, UPDATE ON collect_run TO {role}; "
-        f"GRANT DELETE, INSERT, SELECT, UPDATE ON confirmed_empty TO {role}; "
         f"GRANT INSERT, SELECT ON exchange TO {role}; "
-        f"GRANT DELETE, INSERT, SELECT ON fetched_range TO {role}; "
-        f"GRANT INSERT, SELECT, UPDATE ON gap_summary TO {role}; "
         f"GRANT INSERT, SELECT, UPDATE ON pricedata TO {role}; "
         f"GRANT INSERT, SELECT, UPDATE ON realtime_prices TO {role}; "
         f"GRANT INSERT, SELECT, UPDATE ON symbol TO {role}; "
-        f"GRANT SELECT ON wombat_collect_migration TO {role}; "
-        f"GRANT USAGE ON SEQUENCE public.collect_run_id_seq TO {role}; "
+        f"GRANT INSERT, SELECT, UPDATE ON wombat_collect.collect_run TO {role}; "
+        f"GRANT DELETE, INSERT, SELECT, UPDATE ON wombat_collect.confirmed_empty TO {role}; "
+        f"GRANT DELETE, INSERT, SELECT ON wombat_collect.fetched_range TO {role}; "
+        f"GRANT INSERT, SELECT, UPDATE ON wombat_collect.gap_summary TO {role}; "
+        f"GRANT SELECT ON wombat_collect.wombat_collect_migration TO {role}; "
         f"GRANT USAGE ON SEQUENCE public.exchange_id_seq TO {role}; "
         f"GRANT USAGE ON SEQUENCE public.pricedata_id_seq TO {role}; "
         f"GRANT USAGE ON SEQUENCE public.realtime_prices_id_seq TO {role}; "
         f"GRANT USAGE ON SEQUENCE public.symbol_id_seq TO {role}; "
+        f"GRANT USAGE ON SEQUENCE wombat_collect.collect_run_id_seq TO {role}; "
+        f"GRANT USAGE ON SCHEMA wombat_collect TO {role}; "
         f"GRANT TEMPORARY ON DATABASE {database} TO {role}"))
-    assert found["migrations"] == ("CRITICAL", "permission denied for table wombat_collect_migration: wombat-collect "
-                                               "needs SELECT on it (and INSERT to apply migrations)")
+    assert found["migrations"] == ("CRITICAL", "permission denied for schema wombat_collect: wombat-collect needs "
+                                               "USAGE on it, and CREATE to apply its migrations (or run "
+                                               "`wombat-collect db init` as the tables' owner)")
     assert states(found)["connection"] == states(found)["schema"] == "OK"
     assert DB_PASSWORD not in output
 
@@ -270,7 +272,8 @@ def test_check_empty_database_reports_pending_migrations_and_writes_nothing(env,
     code, found, _ = check(env, env_file=env_file)
     assert code == 1
     assert found["migrations"] == ("WARNING", (
-        "5 of 5 pending (0001 backend-schema, 0002 collect-run, 0003 realtime-prices, 0004 fetched-range, 0005 gaps); "
+        "6 of 6 pending (0001 backend-schema, 0002 collect-run, 0003 realtime-prices, 0004 fetched-range, 0005 gaps, "
+        "0006 own-schema); "
         "`wombat-collect db init` applies them (so does every collecting command)"))
     assert found["schema"] == ("WARNING", "table(s) exchange, symbol, pricedata, realtime_prices missing; "
                                           "the pending migrations create them")

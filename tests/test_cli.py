@@ -344,7 +344,8 @@ def without_kis_keys(env):
 UPBIT_SYMBOL_ROWS = """SELECT symbol, base_asset, quote_asset, market, symbol_type, is_active, price_precision,
                               quantity_precision FROM symbol
                         WHERE exchange_id = (SELECT id FROM exchange WHERE code = 'upbit') ORDER BY symbol"""
-RUN_ROWS = "SELECT job, exchange, status, error_summary FROM collect_run WHERE job = %s ORDER BY exchange"
+RUN_ROWS = ("SELECT job, exchange, status, error_summary FROM wombat_collect.collect_run"
+            " WHERE job = %s ORDER BY exchange")
 
 
 def test_symbols_all_without_kis_keys_lists_both_exchanges(database, fake_upbit, fake_kis, three_markets, tmp_path):
@@ -573,7 +574,7 @@ def test_prices_every_window_option_works_for_minutes_and_weeks(database, fake_u
     assert result.exit_code == 0, result.output
     start = utc_midnight(now.date() - timedelta(days=3)) if "--days-back" in window else None  # else: all
     assert query(database, TIMEFRAME_ROWS, ("BTC/KRW",)) == expected_timeframe_rows(series, start)
-    ranges = query(database, "SELECT timeframe, range_end FROM fetched_range ORDER BY timeframe")
+    ranges = query(database, "SELECT timeframe, range_end FROM wombat_collect.fetched_range ORDER BY timeframe")
     assert ranges == [("1w", period_start(now, "1w")), ("5m", period_start(now, "5m"))] or \
         ranges == [("1w", period_start(datetime.now(timezone.utc), "1w")),
                    ("5m", period_start(datetime.now(timezone.utc), "5m"))]
@@ -585,7 +586,7 @@ def test_prices_incremental_starts_at_the_end_of_the_fetched_range(database, fak
     install_upbit_series(fake_upbit, "KRW-BTC", series)
     env = upbit_env(database, fake_upbit)
     assert run_cli("prices", "--exchange", "upbit", "--timeframe", "5m", "--days-back", "1", env=env).exit_code == 0
-    (covered_until,) = query(database, "SELECT range_end FROM fetched_range")[0]
+    (covered_until,) = query(database, "SELECT range_end FROM wombat_collect.fetched_range")[0]
     fake_upbit.clear_requests()
     assert run_cli("prices", "--exchange", "upbit", "--timeframe", "5m", env=env).exit_code == 0
     pages = [request.query for request in fake_upbit.requests if request.path == "/v1/candles/minutes/5"]
@@ -641,8 +642,8 @@ def test_prices_minute_backfill_killed_then_rerun_equals_an_uninterrupted_run(da
     command = [sys.executable, "-m", "wombat_collect", "prices", "--exchange", "upbit", "--timeframe", "1m",
                "--since", f"{since}"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    covered = "SELECT range_end FROM fetched_range"
-    wait_until(lambda: table_exists(database, "fetched_range") and query(database, covered), timeout=60)
+    covered = "SELECT range_end FROM wombat_collect.fetched_range"
+    wait_until(lambda: table_exists(database, "wombat_collect.fetched_range") and query(database, covered), timeout=60)
     process.send_signal(signal.SIGKILL)
     assert process.wait(timeout=10) == -signal.SIGKILL
     fake_upbit.release()
@@ -658,7 +659,7 @@ def test_prices_minute_backfill_killed_then_rerun_equals_an_uninterrupted_run(da
         (datetime.fromisoformat(row["candle_date_time_utc"]).replace(tzinfo=timezone.utc), row["opening_price"],
          row["high_price"], row["low_price"], row["trade_price"], row["candle_acc_trade_volume"],
          row["candle_acc_trade_price"]) for row in expected]
-    ((range_start, range_end),) = query(database, "SELECT range_start, range_end FROM fetched_range")
+    ((range_start, range_end),) = query(database, "SELECT range_start, range_end FROM wombat_collect.fetched_range")
     assert range_start == start.replace(tzinfo=timezone.utc) and range_end >= end.replace(tzinfo=timezone.utc)
 
 
@@ -674,7 +675,8 @@ def test_prices_off_grid_candle_fails_that_series_naming_its_timeframe(database,
     assert line.endswith(f"prices upbit BTC/KRW 1h failed: 1 invalid candle(s) rejected, first: "
                          f"{moved['candle_date_time_utc'][:10]} {moved['candle_date_time_utc'][11:16]} 1h: "
                          "candle does not start at whole 60 minutes UTC")
-    assert query(database, "SELECT count(*) FROM fetched_range") == [(0,)]  # not all stored: no range recorded
+    assert query(database, "SELECT count(*)"
+                           " FROM wombat_collect.fetched_range") == [(0,)]  # not all stored: no range recorded
 
 
 def test_readme_adding_a_job_quotes_the_quotes_command_and_the_runner_as_they_are():

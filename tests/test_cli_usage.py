@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import query, run_cli, upbit_env
 from tests.fakes.kis_server import FakeKis
 from tests.fakes.upbit_server import FakeUpbit, make_upbit_candles
-from tests.fault_support import fresh_database, public_tables
+from tests.fault_support import fresh_database, own_tables, public_tables
 from tests.kis_support import kis_env
 from wombat_collect.config import read_environment
 
@@ -42,9 +42,10 @@ def env(pristine, fakes, tmp_path):
     kis.clear_requests()
     environment = kis_env(pristine, kis, tmp_path / "state", UPBIT_API_URL=upbit.url, UPBIT_RATE_LIMIT="1000")
     yield environment
-    touched = public_tables(pristine)
+    touched = public_tables(pristine) + own_tables(pristine)
     if touched:  # leave the next test a fresh database all the same
-        query(pristine, "DROP SCHEMA public CASCADE; CREATE SCHEMA public; SELECT 1")
+        query(pristine, "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"
+                        " DROP SCHEMA IF EXISTS wombat_collect CASCADE; SELECT 1")
     assert touched == [], "a bad input created tables"
     assert (upbit.count(), kis.count()) == (0, 0), "a bad input reached an exchange"
 
@@ -137,7 +138,8 @@ def test_prices_symbol_missing_from_the_stored_listing_exits_2_before_any_candle
     assert result.stderr.strip().splitlines()[-1].endswith("ERROR prices upbit: unknown symbol(s): DOGE/KRW")
     assert "Traceback" not in result.output
     assert fake_upbit.count() == 0
-    assert query(database, "SELECT job, exchange, status, error_summary FROM collect_run ORDER BY id")[1:] == [
+    assert query(database, "SELECT job, exchange, status, error_summary"
+                           " FROM wombat_collect.collect_run ORDER BY id")[1:] == [
         ("prices", "upbit", "failed", "unknown symbol(s): DOGE/KRW")]
     assert query(database, "SELECT count(*) FROM pricedata") == [(0,)]
 

@@ -125,7 +125,8 @@ def assert_clean_failure(completed, message):
 
 
 def runs(dsn):
-    return query(dsn, "SELECT status, symbols_ok, symbols_failed, error_summary FROM collect_run ORDER BY id")
+    return query(dsn, "SELECT status, symbols_ok, symbols_failed, error_summary"
+                      " FROM wombat_collect.collect_run ORDER BY id")
 
 
 @pytest.fixture
@@ -141,11 +142,11 @@ def role(server_dsn, database):
 def grant_collector(dsn, role_name, on_pricedata="SELECT, INSERT, UPDATE"):
     """Given a migrated database, grant a role what wombat-collect needs, with `on_pricedata` (or nothing)."""
     statements = [
-        f'GRANT USAGE ON SCHEMA public TO "{role_name}"',
-        f'GRANT SELECT, INSERT, UPDATE ON exchange, symbol, collect_run TO "{role_name}"',
-        f'GRANT SELECT, INSERT, DELETE ON fetched_range TO "{role_name}"',
-        f'GRANT SELECT ON wombat_collect_migration TO "{role_name}"',
-        f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role_name}"',
+        f'GRANT USAGE ON SCHEMA public, wombat_collect TO "{role_name}"',
+        f'GRANT SELECT, INSERT, UPDATE ON exchange, symbol, wombat_collect.collect_run TO "{role_name}"',
+        f'GRANT SELECT, INSERT, DELETE ON wombat_collect.fetched_range TO "{role_name}"',
+        f'GRANT SELECT ON wombat_collect.wombat_collect_migration TO "{role_name}"',
+        f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public, wombat_collect TO "{role_name}"',
     ]
     if on_pricedata:
         statements.append(f'GRANT {on_pricedata} ON pricedata TO "{role_name}"')

@@ -461,7 +461,7 @@ def assert_everything_collected(database, fake_kis, upbit_candles, quote_runs=()
     assert stored_prices(database, "upbit") == expected_rows(upbit_candles)
     assert stored_prices(database, "kis") == expected_prices(fake_kis, kis_codes(), DATA_START)
     # `--exchange all` runs the exchanges concurrently: their rows come in either order.
-    assert sorted(query(database, "SELECT job, exchange, status FROM collect_run")) == sorted([
+    assert sorted(query(database, "SELECT job, exchange, status FROM wombat_collect.collect_run")) == sorted([
         ("prices", "kis", "succeeded"), ("prices", "upbit", "succeeded"), ("prices", "upbit", "succeeded"),
         ("symbols", "kis", "succeeded"), ("symbols", "upbit", "succeeded"), *quote_runs,
     ])
@@ -666,7 +666,7 @@ def test_healthcheck_command_is_healthy_when_fresh_and_unhealthy_when_stale(
     assert [result.returncode for _, result in results] == [0, 0, 0]
     fresh = run_in_workdir(command, env, tmp_path)
     assert (fresh.returncode, fresh.stdout.splitlines()[0]) == (0, "WOMBAT-COLLECT OK"), fresh.stderr
-    query(database, "UPDATE collect_run SET started_at = started_at - interval '30 hours',"
+    query(database, "UPDATE wombat_collect.collect_run SET started_at = started_at - interval '30 hours',"
                     " finished_at = finished_at - interval '30 hours' RETURNING id")
     stale = run_in_workdir(command, env, tmp_path)
     assert stale.returncode == 1, stale.stdout + stale.stderr

@@ -92,7 +92,8 @@ def test_gaps_repair_restores_exactly_the_served_rows_then_exits_0(database, fak
     assert "ETH/KRW 1d: 2025-01-05..2025-01-06 (2 days): stored 2" in result.stdout.splitlines()
     assert stored_prices(database) == before
     assert fake_upbit.count(UPBIT_DAYS) == 2  # one page per range, from the candle before it
-    assert query(database, "SELECT job, exchange, status, symbols_ok, symbols_failed, rows_inserted FROM collect_run"
+    assert query(database, "SELECT job, exchange, status, symbols_ok, symbols_failed, rows_inserted"
+                           " FROM wombat_collect.collect_run"
                            " WHERE job = 'repair' ORDER BY id DESC LIMIT 1") == [
         ("repair", "upbit", "succeeded", 2, 0, 5)]
     after = run_cli("gaps", "--exchange", "upbit", "--timeframe", "1d", env=env)
@@ -134,7 +135,8 @@ def test_gaps_repair_confirms_a_hole_the_exchange_lacks_and_never_asks_again(dat
     assert first.exit_code == 0, first.output
     assert "ETH/KRW 1d: 2025-02-20 (1 day): confirmed empty" in first.stdout.splitlines()
     assert fake_upbit.count(UPBIT_DAYS) == 1
-    assert query(database, "SELECT s.symbol, c.timeframe, c.range_start, c.range_end FROM confirmed_empty c"
+    assert query(database, "SELECT s.symbol, c.timeframe, c.range_start, c.range_end"
+                           " FROM wombat_collect.confirmed_empty c"
                            " JOIN symbol s ON s.id = c.symbol_id") == [
         ("ETH/KRW", "1d", utc(2025, 2, 20), utc(2025, 2, 21))]
 
@@ -161,7 +163,7 @@ def test_gaps_repair_fails_when_the_answer_does_not_reach_back(database, fake_up
     assert result.exit_code == 1, result.output
     assert ("BTC/KRW 1d: 2025-03-02..2025-03-04 (3 days): FAILED: the answer did not reach back past 2025-03-02 "
             "(0 candle(s) stored, nothing confirmed empty)") in result.stdout.splitlines()
-    assert query(database, "SELECT count(*) FROM confirmed_empty") == [(0,)]
+    assert query(database, "SELECT count(*) FROM wombat_collect.confirmed_empty") == [(0,)]
 
 
 def test_gaps_repair_waits_for_no_one_holding_the_prices_lock(database, fake_upbit, upbit_history, lock_dir):

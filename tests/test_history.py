@@ -48,7 +48,8 @@ def test_prices_success_records_a_succeeded_run(database, two_markets):
     result = run_cli("prices", "--exchange", "upbit", *DAYS_BACK, env=upbit_env(database, two_markets))
     assert result.exit_code == 0, result.output
     assert runs(database) == [("prices", "upbit", PRICES_ARGUMENTS, "succeeded", 2, 0, 0, 10, 0, 0, 0, None)]
-    host, pid, ended_in_order = query(database, "SELECT host, pid, finished_at >= started_at FROM collect_run")[0]
+    host, pid, ended_in_order = query(database, "SELECT host, pid, finished_at >= started_at"
+                                                " FROM wombat_collect.collect_run")[0]
     assert (host, pid, ended_in_order) == (socket.gethostname(), os.getpid(), True)
 
 
@@ -106,7 +107,8 @@ def test_prices_signal_records_interrupted_with_what_was_written(database, fake_
     assert process.stderr.read().strip().endswith(f"interrupted by {name}")
     written = stored_count(database)
     assert 0 < written < 6 * 5
-    assert query(database, "SELECT status, rows_inserted, error_summary, finished_at IS NOT NULL FROM collect_run") \
+    assert query(database, "SELECT status, rows_inserted, error_summary, finished_at IS NOT NULL"
+                           " FROM wombat_collect.collect_run") \
         == [("interrupted", written, f"interrupted by {name}", True)]
 
 
@@ -119,11 +121,12 @@ def test_prices_after_sigkill_marks_the_dead_run_interrupted(database, fake_upbi
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     fake_upbit.release()
-    assert query(database, "SELECT status FROM collect_run") == [("running",)]
+    assert query(database, "SELECT status FROM wombat_collect.collect_run") == [("running",)]
     completed = run(env, "prices", "--exchange", "upbit", *DAYS_BACK)
     assert completed.returncode == 0, completed.stderr
     assert f"run 1 (pid {process.pid} on {socket.gethostname()}, started " in completed.stderr
-    assert query(database, "SELECT id, status, finished_at IS NULL, error_summary FROM collect_run ORDER BY id") == [
+    assert query(database, "SELECT id, status, finished_at IS NULL, error_summary"
+                           " FROM wombat_collect.collect_run ORDER BY id") == [
         (1, "interrupted", True, "process gone without recording its end (killed?); noticed by pid "
                                  f"{completed_pid(database)} on {socket.gethostname()}"),
         (2, "succeeded", False, None),
@@ -131,7 +134,7 @@ def test_prices_after_sigkill_marks_the_dead_run_interrupted(database, fake_upbi
 
 
 def completed_pid(dsn):
-    return query(dsn, "SELECT pid FROM collect_run WHERE id = 2")[0][0]
+    return query(dsn, "SELECT pid FROM wombat_collect.collect_run WHERE id = 2")[0][0]
 
 
 def test_prices_banner_names_window_zones_and_masked_database(database, two_markets):
@@ -157,7 +160,7 @@ def test_prices_secrets_stay_out_of_history_metrics_pings_and_logs(database, two
         completed = run(env, "-v", "prices", "--exchange", "upbit")
     assert completed.returncode == 1
     seen = [completed.stdout, completed.stderr, (tmp_path / "wombat_collect.prom").read_text(),
-            str(query(database, "SELECT * FROM collect_run")), str(pings.requests)]
+            str(query(database, "SELECT * FROM wombat_collect.collect_run")), str(pings.requests)]
     assert len(pings.requests) == 2
     for secret in secrets.values():
         assert all(secret not in text for text in seen), secret
@@ -172,7 +175,7 @@ def test_finish_run_masks_registered_secrets_in_the_summary(connection):
     history.finish_run(connection, run_id, "failed", result)
     with connection.cursor() as cursor:
         cursor.execute("SELECT arguments, status, symbols_ok, rows_inserted, rows_updated, rows_unchanged,"
-                       " error_summary FROM collect_run")
+                       " error_summary FROM wombat_collect.collect_run")
         assert cursor.fetchall() == [({"note": "***", "since": "2025-01-02"}, "failed", 3, 1, 2, 3, "boom *** more")]
 
 

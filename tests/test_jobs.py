@@ -166,9 +166,9 @@ def wait_for_trigger(process, reached, timeout=RUN_TIMEOUT):
 
 def latest_run(dsn):
     """Given a DSN, return (id, status) of the newest collect_run row, or None."""
-    if not query(dsn, "SELECT to_regclass('collect_run') IS NOT NULL")[0][0]:
+    if not query(dsn, "SELECT to_regclass('wombat_collect.collect_run') IS NOT NULL")[0][0]:
         return None
-    rows = query(dsn, "SELECT id, status FROM collect_run ORDER BY id DESC LIMIT 1")
+    rows = query(dsn, "SELECT id, status FROM wombat_collect.collect_run ORDER BY id DESC LIMIT 1")
     return rows[0] if rows else None
 
 
@@ -340,12 +340,14 @@ def test_prices_killed_at_random_points_then_resumed_equals_an_uninterrupted_run
     assert final_prices == reference_prices
     assert len(final_prices) == len(set((row[0], row[1]) for row in final_prices)) == len(MARKETS) * DAYS
     assert query(database, SYMBOL_ROWS) == reference_symbols
-    history = query(database, "SELECT status, symbols_ok, symbols_failed, finished_at IS NULL FROM collect_run"
+    history = query(database, "SELECT status, symbols_ok, symbols_failed, finished_at IS NULL"
+                              " FROM wombat_collect.collect_run"
                               " ORDER BY id")
     succeeded = ("succeeded", len(MARKETS), 0, False)
     assert history == [succeeded if kill.phase == "finished" else ("interrupted", 0, 0, True)
                        for kill in recorded] + [succeeded], report
-    assert query(database, "SELECT count(*) FROM collect_run WHERE status = 'interrupted' AND error_summary"
+    assert query(database, "SELECT count(*)"
+                           " FROM wombat_collect.collect_run WHERE status = 'interrupted' AND error_summary"
                            " LIKE 'process gone without recording its end (killed?)%%'") == [(len(interrupted),)]
 
 
@@ -419,7 +421,7 @@ def test_collect_prices_leaves_a_running_week_and_minute_out_then_stores_them_on
     utc = timezone.utc
     assert stored == [("1m", datetime(2026, 11, 25, 10, 0, tzinfo=utc), datetime(2026, 11, 25, 10, 29, tzinfo=utc), 30),
                       ("1w", datetime(2026, 11, 2, tzinfo=utc), datetime(2026, 11, 16, tzinfo=utc), 3)]
-    assert query(database, "SELECT timeframe, range_end FROM fetched_range ORDER BY 1") == [
+    assert query(database, "SELECT timeframe, range_end FROM wombat_collect.fetched_range ORDER BY 1") == [
         ("1m", datetime(2026, 11, 25, 10, 30, tzinfo=utc)), ("1w", datetime(2026, 11, 23, tzinfo=utc))]
     closed_at = datetime(2026, 11, 30, 0, 0, 5, tzinfo=utc)
     assert collect_upbit_at(database, fake_upbit, ("1m", "1w"), closed_at).status == "succeeded"

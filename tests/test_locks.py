@@ -212,7 +212,7 @@ def test_prices_missing_lock_dir_exits_2_before_touching_anything(database, fake
     assert result.stderr.strip().endswith(f"lock directory {tmp_path}/nope does not exist (set WOMBAT_LOCK_DIR)")
     assert len(result.stderr.strip().splitlines()) == 1
     assert fake_upbit.count() == 0
-    assert not table_exists(database, "collect_run")
+    assert not table_exists(database, "wombat_collect.collect_run")
 
 
 @needs_root
@@ -227,7 +227,7 @@ def test_prices_shared_lock_dir_with_another_users_subdirectory_exits_2(database
                                           "only this user can write")
     assert len(result.stderr.strip().splitlines()) == 1
     assert fake_upbit.count() == 0
-    assert not table_exists(database, "collect_run")
+    assert not table_exists(database, "wombat_collect.collect_run")
 
 
 def test_prices_world_writable_lock_dir_ignores_a_lock_file_planted_there(database, fake_upbit, tmp_path):
@@ -240,7 +240,7 @@ def test_prices_world_writable_lock_dir_ignores_a_lock_file_planted_there(databa
     finally:
         os.close(planted)
     assert result.exit_code == 0, result.output
-    assert query(database, "SELECT status FROM collect_run") == [("succeeded",)]
+    assert query(database, "SELECT status FROM wombat_collect.collect_run") == [("succeeded",)]
     assert sorted(os.listdir(our_subdirectory(shared))) == ["wombat-collect-prices-upbit.lock",
                                                             "wombat-collect-symbols-upbit.lock"]
     assert (shared / "wombat-collect-prices-upbit.lock").read_text() == "4242\n"
@@ -270,7 +270,8 @@ def test_prices_second_overlapping_run_exits_75_and_writes_nothing(database, fak
     assert f"prices upbit is already running (pid {first.pid}, lock " in second.stderr
     assert "prices upbit: start on" not in second.stdout
     assert first.wait(timeout=60) == 0
-    assert query(database, "SELECT pid, status, rows_inserted FROM collect_run") == [(first.pid, "succeeded", 3 * 5)]
+    assert query(database, "SELECT pid, status, rows_inserted"
+                           " FROM wombat_collect.collect_run") == [(first.pid, "succeeded", 3 * 5)]
     assert stored_count(database) == 3 * 5
 
 
@@ -299,7 +300,7 @@ def test_prices_ten_simultaneous_runs_give_exactly_one_run(database, fake_upbit)
     assert codes == [0] + [75] * 9, outcomes
     assert all("prices upbit is already running (pid " in stderr for code, stderr in outcomes if code == 75)
     winner = next(process.pid for process, (code, _) in zip(processes, outcomes, strict=True) if code == 0)
-    assert query(database, "SELECT pid, status FROM collect_run") == [(winner, "succeeded")]
+    assert query(database, "SELECT pid, status FROM wombat_collect.collect_run") == [(winner, "succeeded")]
     assert stored_count(database) == 5 * 5
 
 
@@ -311,7 +312,7 @@ def test_prices_wait_runs_once_the_holder_is_done(database, fake_upbit, lock_dir
     assert process.poll() is None and fake_upbit.count() == 0
     os.close(descriptor)
     assert process.wait(timeout=30) == 0, process.stderr.read()
-    assert query(database, "SELECT status FROM collect_run") == [("succeeded",)]
+    assert query(database, "SELECT status FROM wombat_collect.collect_run") == [("succeeded",)]
 
 
 def test_prices_waits_for_a_running_symbols_of_its_exchange(database, fake_upbit, lock_dir):
@@ -345,7 +346,8 @@ def test_prices_advisory_lock_held_on_another_host_exits_75(database, fake_upbit
     other_host.autocommit = True
     with other_host.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", (locks.advisory_key("prices", "upbit"),))
-        cursor.execute("INSERT INTO collect_run (job, exchange, host, pid) VALUES ('prices', 'upbit', 'db2', 77)")
+        cursor.execute("INSERT INTO wombat_collect.collect_run (job, exchange, host, pid)"
+                       " VALUES ('prices', 'upbit', 'db2', 77)")
     try:
         result = run_cli("prices", "--exchange", "upbit", env=upbit_env(database, fake_upbit))
     finally:
@@ -353,7 +355,7 @@ def test_prices_advisory_lock_held_on_another_host_exits_75(database, fake_upbit
     assert result.exit_code == 75
     assert "prices upbit is already running (pid 77 on db2; database advisory lock)" in result.stderr
     assert fake_upbit.count() == 0
-    assert query(database, "SELECT host, status FROM collect_run") == [("db2", "running")]
+    assert query(database, "SELECT host, status FROM wombat_collect.collect_run") == [("db2", "running")]
     assert stored_count(database) == 0
 
 
@@ -367,4 +369,4 @@ def test_prices_sigterm_while_waiting_for_the_lock_exits_143_untouched(database,
     finally:
         os.close(descriptor)
     assert process.stderr.read().strip().endswith("interrupted by SIGTERM")
-    assert fake_upbit.count() == 0 and not table_exists(database, "collect_run")
+    assert fake_upbit.count() == 0 and not table_exists(database, "wombat_collect.collect_run")

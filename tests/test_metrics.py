@@ -54,10 +54,11 @@ def test_prices_metrics_file_reflects_every_job_in_collect_run(database, fake_up
     prices = {"command": "prices", "exchange": "upbit"}
     symbols = {"command": "symbols", "exchange": "upbit"}
     success_end, failure_end, failure_took = query(
-        database, "SELECT (SELECT extract(epoch FROM finished_at)::float8 FROM collect_run WHERE status = 'succeeded'"
+        database, "SELECT (SELECT extract(epoch FROM finished_at)::float8"
+                  " FROM wombat_collect.collect_run WHERE status = 'succeeded'"
                   "         AND job = 'prices'),"
                   " extract(epoch FROM finished_at)::float8, extract(epoch FROM finished_at - started_at)::float8"
-                  " FROM collect_run WHERE status = 'failed'")[0]
+                  " FROM wombat_collect.collect_run WHERE status = 'failed'")[0]
     assert sample(samples, "last_success_timestamp_seconds", **prices) == success_end
     assert sample(samples, "last_run_timestamp_seconds", **prices) == failure_end
     assert sample(samples, "last_run_duration_seconds", **prices) == failure_took
@@ -78,7 +79,7 @@ def test_prices_metrics_and_run_history_name_the_timeframes(database, fake_upbit
     fake_upbit.set_candles("KRW-BTC", make_upbit_candles("KRW-BTC", TODAY - timedelta(days=5), TODAY))
     env = upbit_env(database, fake_upbit, WOMBAT_METRICS_DIR=str(tmp_path), WOMBAT_TIMEFRAMES="1d,1h")
     assert run_cli("prices", "--exchange", "upbit", "--days-back", "2", env=env).exit_code == 0
-    assert query(database, "SELECT arguments -> 'timeframes' FROM collect_run WHERE job = 'prices'") == [
+    assert query(database, "SELECT arguments -> 'timeframes' FROM wombat_collect.collect_run WHERE job = 'prices'") == [
         ({"upbit": ["1h", "1d"]},)]
     samples = parse_textfile((tmp_path / "wombat_collect.prom").read_text())
     timeframes = {dict(labels)["timeframe"] for name, labels in samples if name.endswith("last_run_timeframe")}
@@ -91,7 +92,7 @@ def test_prices_unwritable_metrics_dir_only_warns(database, fake_upbit, tmp_path
                      env=upbit_env(database, fake_upbit, WOMBAT_METRICS_DIR=str(tmp_path / "missing")))
     assert result.exit_code == 0
     assert f"cannot write metrics to {tmp_path}/missing: No such file or directory" in result.stderr
-    assert query(database, "SELECT status FROM collect_run") == [("succeeded",)]
+    assert query(database, "SELECT status FROM wombat_collect.collect_run") == [("succeeded",)]
 
 
 def test_render_escapes_labels_and_writes_nan_for_unknowns():

@@ -140,7 +140,7 @@ def test_db_init_concurrent_processes_both_succeed(database):
                  for _ in range(2)]
     outcomes = [(process.wait(timeout=60), process.stderr.read()) for process in processes]
     assert [code for code, _ in outcomes] == [0, 0], outcomes
-    assert query(database, "SELECT version FROM wombat_collect_migration ORDER BY 1") == [
+    assert query(database, "SELECT version FROM wombat_collect.wombat_collect_migration ORDER BY 1") == [
         (version,) for version, _, _ in available_migrations()]
     assert query(database, "SELECT count(*) FROM exchange") == [(2,)]
 
@@ -167,7 +167,8 @@ def test_db_init_migration_lock_held_too_long_exits_1_with_one_line(database, mi
     assert len(result.stderr.strip().splitlines()) == 1
     assert f"waiting up to 0.5s for the migration lock (held by database backend pid " \
            f"{migration_lock_holder.get_backend_pid()})" in result.stdout
-    assert query(database, "SELECT to_regclass('wombat_collect_migration') IS NULL") == [(True,)]
+    assert query(database, "SELECT to_regclass('wombat_collect_migration'), "
+                           "to_regclass('wombat_collect.wombat_collect_migration')") == [(None, None)]
 
 
 def test_apply_migrations_waits_for_the_lock_then_migrates(database, migration_lock_holder, caplog):
@@ -220,5 +221,100 @@ def test_apply_migrations_keeps_a_backend_realtime_prices_and_its_rows(reference
     assert run_cli("db", "init", env={"DATABASE_URL": reference_database}).exit_code == 0
 
     assert query(reference_database, "SELECT * FROM realtime_prices") == before
-    assert query(reference_database, "SELECT version, name FROM wombat_collect_migration WHERE version = 3") == [
+    assert query(reference_database, "SELECT version, name"
+                                     " FROM wombat_collect.wombat_collect_migration WHERE version = 3") == [
         (3, "realtime-prices")]
+
+
+OWN_TABLES = ["collect_run", "confirmed_empty", "fetched_range", "gap_summary", "wombat_collect_migration"]
+TABLES_BY_SCHEMA = """
+    SELECT schemaname, array_agg(tablename::text ORDER BY tablename) FROM pg_tables
+     WHERE schemaname NOT IN ('pg_catalog', 'information_schema') GROUP BY schemaname ORDER BY schemaname
+"""
+
+
+def apply_earlier_release(dsn, last_version=5):
+    """Given an empty database, migrate it as the release before migration 0006 did: every table in public."""
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute(migrate.statement("create_migration_table"))
+        for version, name, path in available_migrations()[:last_version]:
+            cursor.execute(path.read_text(encoding="utf-8"))
+            cursor.execute("INSERT INTO wombat_collect_migration (version, name) VALUES (%s, %s)", (version, name))
+    connection.close()
+
+
+def test_db_init_keeps_only_the_backend_tables_in_public(database):
+    result = run_cli("db", "init", env={"DATABASE_URL": database})
+    assert result.exit_code == 0, result.output
+    assert query(database, TABLES_BY_SCHEMA) == [
+        ("public", ["exchange", "pricedata", "realtime_prices", "symbol"]),
+        ("wombat_collect", OWN_TABLES)]
+
+
+def test_apply_migrations_moves_an_earlier_release_tables_with_their_rows(database):
+    apply_earlier_release(database)
+    query(database, "INSERT INTO exchange (code, name, country, timezone, is_active, created_at)"
+                    " VALUES ('upbit', 'Upbit', 'KR', 'Asia/Seoul', true, '2026-01-01T00:00Z');"
+                    "INSERT INTO symbol (exchange_id, symbol, base_asset, quote_asset, symbol_type, market, is_active,"
+                    " price_precision, quantity_precision, created_at, updated_at) VALUES (1, 'BTC/KRW', 'BTC', 'KRW',"
+                    " 'CRYPTO', 'KRW', true, 8, 8, '2026-01-01T00:00Z', '2026-01-01T00:00Z');"
+                    "INSERT INTO collect_run (job, exchange, host, pid, status)"
+                    " VALUES ('prices', 'upbit', 'h', 1, 'failed');"
+                    "INSERT INTO fetched_range VALUES (1, '1d', '2026-01-01T00:00Z', '2026-01-03T00:00Z');"
+                    "INSERT INTO confirmed_empty (symbol_id, timeframe, range_start, range_end)"
+                    " VALUES (1, '1d', '2025-12-01T00:00Z', '2025-12-02T00:00Z');"
+                    "INSERT INTO gap_summary VALUES ('upbit', '1d', 1, 2, 3, '2026-01-04T00:00Z'); SELECT 1")
+    connection = psycopg2.connect(database)
+    applied = apply_migrations(connection)
+    connection.close()
+    assert applied == [6]
+    assert query(database, TABLES_BY_SCHEMA) == [
+        ("public", ["exchange", "pricedata", "realtime_prices", "symbol"]),
+        ("wombat_collect", OWN_TABLES)]
+    assert query(database, "SELECT id, job, status FROM wombat_collect.collect_run") == [(1, "prices", "failed")]
+    assert query(database, "SELECT nextval('wombat_collect.collect_run_id_seq')") == [(2,)]
+    assert query(database, "SELECT timeframe, range_end FROM wombat_collect.fetched_range") == [
+        ("1d", datetime(2026, 1, 3, tzinfo=timezone.utc))]
+    assert query(database, "SELECT range_start FROM wombat_collect.confirmed_empty") == [
+        (datetime(2025, 12, 1, tzinfo=timezone.utc),)]
+    assert query(database, "SELECT periods FROM wombat_collect.gap_summary") == [(3,)]
+    assert query(database, "SELECT version FROM wombat_collect.wombat_collect_migration ORDER BY 1") == [
+        (version,) for version in range(1, 7)]
+
+
+def test_apply_migrations_gives_roles_of_moved_tables_usage_on_the_schema(database, server_dsn):
+    apply_earlier_release(database)
+    role = "wombat_reader_migrate"
+    query(database, f'DROP ROLE IF EXISTS "{role}"; CREATE ROLE "{role}";'  # noqa: S608 - test identifier
+                    f' GRANT SELECT ON collect_run TO "{role}"; SELECT 1')
+    try:
+        connection = psycopg2.connect(database)
+        apply_migrations(connection)
+        connection.close()
+        assert query(database, "SELECT has_schema_privilege(%s, 'wombat_collect', 'USAGE'),"
+                               " has_table_privilege(%s, 'wombat_collect.collect_run', 'SELECT'),"
+                               " has_table_privilege(%s, 'wombat_collect.fetched_range', 'SELECT')",
+                     (role, role, role)) == [(True, True, False)]
+    finally:
+        query(database, f'DROP OWNED BY "{role}"; DROP ROLE "{role}"; SELECT 1')  # noqa: S608
+
+
+def test_apply_migrations_continues_an_earlier_release_stopped_before_0005(database):
+    apply_earlier_release(database, last_version=4)
+    connection = psycopg2.connect(database)
+    applied = apply_migrations(connection)
+    connection.close()
+    assert applied == [5, 6]
+    assert query(database, TABLES_BY_SCHEMA)[1] == ("wombat_collect", OWN_TABLES)
+    assert query(database, "SELECT version FROM wombat_collect.wombat_collect_migration ORDER BY 1") == [
+        (version,) for version in range(1, 7)]
+
+
+def test_db_init_refuses_a_search_path_starting_at_the_own_schema_with_exit_1(database):
+    dsn = database + " options='-c search_path=wombat_collect,public'"
+    result = run_cli("db", "init", env={"DATABASE_URL": dsn})
+    assert result.exit_code == 1
+    assert "the search_path resolves to schema wombat_collect" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert query(database, "SELECT version FROM wombat_collect_migration ORDER BY 1") == [
+        (version,) for version in range(1, 6)]

@@ -79,7 +79,7 @@ def test_prices_dead_ping_url_neither_fails_nor_slows_the_run(database, one_mark
     assert result.exit_code == 0
     assert result.stderr.count("ping to 127.0.0.1 failed (ConnectionError); the run goes on") == 2  # start, end
     assert "abcdef-secret-key" not in result.output
-    assert query(database, "SELECT status FROM collect_run") == [("succeeded",)]
+    assert query(database, "SELECT status FROM wombat_collect.collect_run") == [("succeeded",)]
 
 
 def test_prices_ping_answering_500_only_warns(database, one_market):

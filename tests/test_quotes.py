@@ -29,7 +29,7 @@ ROW_VERSIONS = "SELECT s.symbol, r.xmin::text FROM realtime_prices r JOIN symbol
 RUN_ROWS = """
     SELECT exchange, status, symbols_ok, symbols_skipped, rows_inserted, rows_updated, rows_unchanged,
            rows_rejected, error_summary
-      FROM collect_run WHERE job = 'quotes' ORDER BY id
+      FROM wombat_collect.collect_run WHERE job = 'quotes' ORDER BY id
 """
 
 
@@ -241,7 +241,7 @@ def held_upbit():
 def running_jobs(dsn):
     if not running_count(dsn):
         return []
-    return query(dsn, "SELECT job FROM collect_run WHERE status = 'running' ORDER BY id")
+    return query(dsn, "SELECT job FROM wombat_collect.collect_run WHERE status = 'running' ORDER BY id")
 
 
 def lock_file_held(lock_dir, job, exchange="upbit"):
@@ -271,7 +271,8 @@ def test_quotes_runs_while_prices_holds_its_lock(database, upbit, upbit_symbols,
         if symbols_lock is not None:
             os.close(symbols_lock)
     assert prices.returncode == 0, stderr  # and quotes did not block it either
-    runs = query(database, "SELECT job, status, started_at, finished_at FROM collect_run WHERE job <> 'symbols'"
+    runs = query(database, "SELECT job, status, started_at, finished_at"
+                           " FROM wombat_collect.collect_run WHERE job <> 'symbols'"
                            " ORDER BY id")
     assert [run_row[:2] for run_row in runs] == [("prices", "succeeded"), ("quotes", "succeeded")]
     assert runs[0][2] < runs[1][2] < runs[1][3] < runs[0][3]  # quotes ran start to end inside the prices run

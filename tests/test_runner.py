@@ -21,7 +21,7 @@ from wombat_collect.ops.locks import advisory_key
 
 UPBIT_MARKETS = ("KRW-BTC", "KRW-ETH")
 KIS_CODES = ("005930", "035720")
-RUN_ROWS = "SELECT job, exchange, status, error_summary FROM collect_run ORDER BY exchange"
+RUN_ROWS = "SELECT job, exchange, status, error_summary FROM wombat_collect.collect_run ORDER BY exchange"
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_run_job_lock_held_for_one_exchange_exits_75_and_nothing_runs(database, 
     assert result.exit_code == 75, result.output
     assert "prices kis is already running" in result.stderr
     assert (fake_upbit.count(), fake_kis.count()) == (0, 0)
-    assert query(database, "SELECT count(*) FROM collect_run") == [(0,)]
+    assert query(database, "SELECT count(*) FROM wombat_collect.collect_run") == [(0,)]
     assert query(database, "SELECT count(*) FROM symbol") == [(0,)]
 
 
@@ -100,7 +100,8 @@ def test_run_job_sigterm_stops_both_exchanges_and_records_them_interrupted(datab
     try:
         wait_until(lambda: fake_upbit.held(is_candles) and fake_kis.held(is_candles))
         process.send_signal(signal.SIGTERM)
-        wait_until(lambda: query(database, "SELECT count(*) FROM collect_run WHERE status = 'running'") == [(2,)])
+        wait_until(lambda: query(database, "SELECT count(*)"
+                                           " FROM wombat_collect.collect_run WHERE status = 'running'") == [(2,)])
     finally:
         release.set()
     assert process.wait(timeout=60) == 143, process.stderr.read()

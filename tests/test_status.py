@@ -91,7 +91,7 @@ def test_status_partial_last_run_warns(collected, fake_upbit):
 
 
 def test_status_success_older_than_max_age_is_critical(collected, database):
-    execute(database, "UPDATE collect_run SET started_at = started_at - interval '30 hours',"
+    execute(database, "UPDATE wombat_collect.collect_run SET started_at = started_at - interval '30 hours',"
                       " finished_at = finished_at - interval '30 hours' WHERE job = 'prices'")
     result = status(collected, "--exchange", "upbit")
     assert result.exit_code == 2
@@ -125,7 +125,7 @@ def test_status_json_reports_runs_symbols_and_problems(collected, database):
     assert upbit["newest_candle"] == (TODAY - timedelta(days=1)).isoformat()
     prices = upbit["jobs"][1]
     assert (prices["job"], prices["state"], prices["running"], prices["problems"]) == ("prices", "ok", False, [])
-    run_id, finished = query(database, "SELECT id, finished_at FROM collect_run WHERE job = 'prices'")[0]
+    run_id, finished = query(database, "SELECT id, finished_at FROM wombat_collect.collect_run WHERE job = 'prices'")[0]
     last = prices["last_run"]
     assert last == prices["last_success"]
     assert (last["id"], last["status"], last["symbols_ok"], last["rows_inserted"], last["error_summary"]) == \
@@ -138,13 +138,14 @@ def test_status_json_reports_runs_symbols_and_problems(collected, database):
 
 
 def test_status_shows_a_dead_running_row_as_interrupted_without_changing_it(collected, database):
-    execute(database, "INSERT INTO collect_run (job, exchange, host, pid) VALUES ('prices', 'upbit', 'gone', 9)")
+    execute(database, "INSERT INTO wombat_collect.collect_run (job, exchange, host, pid)"
+                      " VALUES ('prices', 'upbit', 'gone', 9)")
     result = status(collected, "--exchange", "upbit", "--json")
     assert result.exit_code == 1
     prices = json.loads(result.stdout)["exchanges"][0]["jobs"][1]
     assert prices["problems"] == ["last run interrupted: process gone without recording its end (killed?)"]
     assert (prices["last_run"]["status"], prices["running"]) == ("interrupted", False)
-    assert query(database, "SELECT status FROM collect_run WHERE host = 'gone'") == [("running",)]
+    assert query(database, "SELECT status FROM wombat_collect.collect_run WHERE host = 'gone'") == [("running",)]
 
 
 def test_status_live_running_row_is_reported_running(collected, database):
@@ -152,7 +153,8 @@ def test_status_live_running_row_is_reported_running(collected, database):
     holder.autocommit = True
     with holder.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(%s)", (locks.advisory_key("prices", "upbit"),))
-        cursor.execute("INSERT INTO collect_run (job, exchange, host, pid) VALUES ('prices', 'upbit', 'busy', 9)")
+        cursor.execute("INSERT INTO wombat_collect.collect_run (job, exchange, host, pid)"
+                       " VALUES ('prices', 'upbit', 'busy', 9)")
     try:
         result = status(collected, "--exchange", "upbit", "--json")
     finally:

@@ -52,7 +52,7 @@ RUN_STOPPING_CODES = {
 }
 
 # Tables whose table-wide lock (SHARE or stronger: a migration, LOCK TABLE, VACUUM FULL) stops every write.
-WRITTEN_TABLES = ("pricedata", "symbol", "exchange", "collect_run")
+WRITTEN_TABLES = ("pricedata", "symbol", "exchange", "wombat_collect.collect_run")
 
 logger = logging.getLogger(__name__)
 # Seconds (None: the session's own value) set in every transaction; use_timeouts() sets them from Settings.

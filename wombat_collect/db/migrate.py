@@ -64,10 +64,23 @@ def apply_migrations(connection):
         applied = _apply_pending(connection)
         verify_schema(connection)
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute(statement("unlock_migrations"), {"key": MIGRATION_LOCK_KEY})
-        connection.autocommit = False
+        unlock_migrations(connection)
     return applied
+
+
+def unlock_migrations(connection):
+    """Given the connection holding the migration lock, release it and leave the connection out of autocommit.
+
+    After a failed migration the connection is still in its aborted transaction: roll that back first,
+    so that the migration's own error is the one raised.
+    """
+    if connection.closed:
+        return  # the server went away: the lock went with the session
+    connection.rollback()
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(statement("unlock_migrations"), {"key": MIGRATION_LOCK_KEY})
+    connection.autocommit = False
 
 
 def lock_migrations(connection):
@@ -102,11 +115,9 @@ def migration_lock_holder(connection):
 
 def _apply_pending(connection):
     with connection.cursor() as cursor:
-        cursor.execute(statement("migration_table_exists"))
-        if not cursor.fetchone()[0]:
+        if migration_ledger(cursor) is None:
             cursor.execute(statement("create_migration_table"))
-        cursor.execute(statement("applied_migrations"))
-        done = {row[0] for row in cursor.fetchall()}
+        done = applied_versions(cursor)
     applied = []
     for version, name, path in available_migrations():
         if version in done:
@@ -115,11 +126,29 @@ def _apply_pending(connection):
         with transaction(connection):  # one transaction per migration
             with connection.cursor() as cursor:
                 cursor.execute(path.read_text(encoding="utf-8"))
-                cursor.execute(statement("record_migration"), {"version": version, "name": name})
+                # 0006 moves the ledger into schema wombat_collect: ask where it is after each migration.
+                cursor.execute(statement(f"record_migration_{migration_ledger(cursor)}"),
+                               {"version": version, "name": name})
         connection.autocommit = True
         logger.info("applied migration %04d %s", version, name)
         applied.append(version)
     return applied
+
+
+def migration_ledger(cursor):
+    """Given a cursor, return where the migration ledger is: 'own' (schema wombat_collect), 'legacy'
+    (the current schema, before migration 0006) or None (no ledger yet)."""
+    cursor.execute(statement("migration_ledger"))
+    return cursor.fetchone()[0]
+
+
+def applied_versions(cursor):
+    """Given a cursor, return the set of migration versions the ledger records (empty without a ledger)."""
+    ledger = migration_ledger(cursor)
+    if ledger is None:
+        return set()
+    cursor.execute(statement(f"applied_migrations_{ledger}"))
+    return {row[0] for row in cursor.fetchall()}
 
 
 def verify_schema(connection):

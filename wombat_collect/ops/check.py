@@ -42,17 +42,18 @@ TIMERS = ("wombat-collect-symbols.timer", "wombat-collect-prices.timer", "wombat
 BACKEND_SCHEDULER = "scheduler-engine.service"
 SYSTEMD_ABSENT = ("not been booted with systemd", "Failed to connect to bus", "System has not been booted")
 DATABASE_CHECKS = ("migrations", "schema", "privileges")
+OWN_SCHEMA = "wombat_collect"  # migration 0006: our own tables, out of the backend's schema
 # What each table needs (connection.NEEDED_PRIVILEGES says it in words for the error messages).
 TABLE_PRIVILEGES = {
     "exchange": ("SELECT", "INSERT"),
     "symbol": ("SELECT", "INSERT", "UPDATE"),
     "pricedata": ("SELECT", "INSERT", "UPDATE"),
     "realtime_prices": ("SELECT", "INSERT", "UPDATE"),
-    "collect_run": ("SELECT", "INSERT", "UPDATE"),
-    "fetched_range": ("SELECT", "INSERT", "DELETE"),
-    "confirmed_empty": ("SELECT", "INSERT", "UPDATE", "DELETE"),  # gaps --repair
-    "gap_summary": ("SELECT", "INSERT", "UPDATE"),  # gaps
-    "wombat_collect_migration": ("SELECT",),
+    "wombat_collect.collect_run": ("SELECT", "INSERT", "UPDATE"),
+    "wombat_collect.fetched_range": ("SELECT", "INSERT", "DELETE"),
+    "wombat_collect.confirmed_empty": ("SELECT", "INSERT", "UPDATE", "DELETE"),  # gaps --repair
+    "wombat_collect.gap_summary": ("SELECT", "INSERT", "UPDATE"),  # gaps
+    "wombat_collect.wombat_collect_migration": ("SELECT",),
 }
 
 logger = logging.getLogger(__name__)
@@ -299,15 +300,10 @@ def server_verdict(connection, dsn, seconds):
 
 def check_migrations(connection, pending):
     """Given a connection, return the migrations' CheckResult; put the pending (version, name)s in `pending`."""
-    from wombat_collect.db.migrate import available_migrations
-    from wombat_collect.db.queries import statement
+    from wombat_collect.db.migrate import applied_versions, available_migrations
 
     with connection.cursor() as cursor:
-        cursor.execute(statement("migration_table_exists"))
-        applied = set()
-        if cursor.fetchone()[0]:
-            cursor.execute(statement("applied_migrations"))
-            applied = {row[0] for row in cursor.fetchall()}
+        applied = applied_versions(cursor)
     known = available_migrations()
     pending += [(version, name) for version, name, _ in known if version not in applied]
     unknown = sorted(applied - {version for version, _, _ in known})
@@ -388,13 +384,17 @@ def missing_grants(connection, needs_create):
         cursor.execute(statement("sequence_privileges"), {"tables": list(TABLE_PRIVILEGES)})
         sequences = [name for _, name, granted in cursor.fetchall() if not granted]
         cursor.execute(statement("schema_privileges"))
-        schema_usage, schema_create, temporary = cursor.fetchone()
+        schema_usage, schema_create, own_schema_usage, database_create, temporary = cursor.fetchone()
     grants = [f"GRANT {', '.join(sorted(wanted))} ON {table} TO {role}" for table, wanted in sorted(missing.items())]
     grants += [f"GRANT USAGE ON SEQUENCE {name} TO {role}" for name in sequences]
     grants += [] if schema_usage else [f"GRANT USAGE ON SCHEMA {schema} TO {role}"]
+    grants += [] if own_schema_usage in (True, None) else [f"GRANT USAGE ON SCHEMA {OWN_SCHEMA} TO {role}"]
     grants += [] if temporary else [f"GRANT TEMPORARY ON DATABASE {database} TO {role}"]
+    owner_hint = "(or run `wombat-collect db init` as the owner)"
     if needs_create and not schema_create:
-        grants.append(f"GRANT CREATE ON SCHEMA {schema} TO {role} (or run `wombat-collect db init` as the owner)")
+        grants.append(f"GRANT CREATE ON SCHEMA {schema} TO {role} {owner_hint}")
+    if needs_create and own_schema_usage is None and not database_create:
+        grants.append(f"GRANT CREATE ON DATABASE {database} TO {role} {owner_hint}")
     return role, grants
 
 

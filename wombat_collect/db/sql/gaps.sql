@@ -1,5 +1,6 @@
 -- Gap detection and repair bookkeeping (wombat_collect/gaps.py); the tables
--- confirmed_empty and gap_summary come from migrations/0005.gaps.sql.
+-- wombat_collect.confirmed_empty and wombat_collect.gap_summary come from migrations/0005.gaps.sql
+-- (moved into schema wombat_collect by 0006.own-schema.sql).
 --
 -- Both scans take the timeframe's grid as %(step)s (an interval: '1 day',
 -- '1 month', '300 seconds') and do the grid arithmetic in UTC. A scan first
@@ -10,7 +11,7 @@
 -- candle just before it (previous), its first missing period (gap_start), the
 -- end of its last missing period (gap_end, exclusive) and how many periods
 -- (trading periods on a trading calendar) it misses. With %(since)s a range
--- is cut to start there; ranges inside a confirmed_empty row are left out
+-- is cut to start there; ranges inside a wombat_collect.confirmed_empty row are left out
 -- unless %(recheck)s.
 
 -- name: gaps_every_period
@@ -66,7 +67,7 @@ SELECT h.symbol_id, h.previous, h.gap_start, h.gap_end,
   FROM holes h
  WHERE h.gap_start < h.gap_end
    AND (%(recheck)s OR NOT EXISTS (
-        SELECT 1 FROM confirmed_empty c
+        SELECT 1 FROM wombat_collect.confirmed_empty c
          WHERE c.symbol_id = h.symbol_id AND c.timeframe = %(timeframe)s
            AND c.range_start <= h.gap_start AND c.range_end >= h.gap_end))
  ORDER BY h.symbol_id, h.gap_start;
@@ -199,26 +200,26 @@ WITH spans AS (
 SELECT r.symbol_id, r.previous, r.gap_start, r.gap_end, r.periods
   FROM ranges r
  WHERE %(recheck)s OR NOT EXISTS (
-       SELECT 1 FROM confirmed_empty c
+       SELECT 1 FROM wombat_collect.confirmed_empty c
         WHERE c.symbol_id = r.symbol_id AND c.timeframe = %(timeframe)s
           AND c.range_start <= r.gap_start AND c.range_end >= r.gap_end)
  ORDER BY r.symbol_id, r.gap_start;
 
 -- name: forget_confirmed_empty
 -- Before a range's new verdict: drop what was confirmed empty inside it.
-DELETE FROM confirmed_empty
+DELETE FROM wombat_collect.confirmed_empty
  WHERE symbol_id = %(symbol_id)s AND timeframe = %(timeframe)s
    AND range_start < %(range_end)s AND range_end > %(range_start)s;
 
 -- name: add_confirmed_empty
-INSERT INTO confirmed_empty (symbol_id, timeframe, range_start, range_end)
+INSERT INTO wombat_collect.confirmed_empty AS confirmed (symbol_id, timeframe, range_start, range_end)
 VALUES (%(symbol_id)s, %(timeframe)s, %(range_start)s, %(range_end)s)
 ON CONFLICT (symbol_id, timeframe, range_start) DO UPDATE
-   SET range_end = GREATEST(confirmed_empty.range_end, EXCLUDED.range_end),
+   SET range_end = GREATEST(confirmed.range_end, EXCLUDED.range_end),
        confirmed_at = now();
 
 -- name: store_gap_summary
-INSERT INTO gap_summary (exchange, timeframe, symbols, ranges, periods, checked_at)
+INSERT INTO wombat_collect.gap_summary (exchange, timeframe, symbols, ranges, periods, checked_at)
 VALUES (%(exchange)s, %(timeframe)s, %(symbols)s, %(ranges)s, %(periods)s, %(checked_at)s)
 ON CONFLICT (exchange, timeframe) DO UPDATE
    SET symbols = EXCLUDED.symbols, ranges = EXCLUDED.ranges, periods = EXCLUDED.periods,
@@ -227,7 +228,7 @@ ON CONFLICT (exchange, timeframe) DO UPDATE
 -- name: gap_summaries
 -- What the last unfiltered `gaps` scan found for one exchange (read by `status`).
 SELECT timeframe, symbols, ranges, periods, checked_at
-  FROM gap_summary
+  FROM wombat_collect.gap_summary
  WHERE exchange = %(exchange)s
  ORDER BY timeframe;
 

@@ -1,4 +1,4 @@
--- Run history (collect_run), job locks and the status report's queries.
+-- Run history (wombat_collect.collect_run), job locks and the status report's queries.
 -- Used by wombat_collect/ops/*.py; the table is created by migrations/0002.collect-run.sql.
 
 -- name: try_advisory_lock
@@ -41,12 +41,12 @@ SELECT wanted.key
           AND l.objid::bigint = wanted.key & 4294967295);
 
 -- name: insert_run
-INSERT INTO collect_run (job, exchange, arguments, host, pid, started_at, status)
+INSERT INTO wombat_collect.collect_run (job, exchange, arguments, host, pid, started_at, status)
 VALUES (%(job)s, %(exchange)s, %(arguments)s::jsonb, %(host)s, %(pid)s, now(), 'running')
 RETURNING id;
 
 -- name: finish_run
-UPDATE collect_run
+UPDATE wombat_collect.collect_run
    SET finished_at     = now(),
        status          = %(status)s,
        symbols_ok      = %(symbols_ok)s,
@@ -61,7 +61,7 @@ UPDATE collect_run
 
 -- name: mark_dead_runs
 -- Called while holding the job's advisory lock: any other 'running' row of the job is a dead process's.
-UPDATE collect_run
+UPDATE wombat_collect.collect_run
    SET status = 'interrupted',
        error_summary = %(error_summary)s
  WHERE job = %(job)s
@@ -72,7 +72,7 @@ RETURNING id, host, pid, started_at;
 -- name: running_run
 -- The run holding a job's lock, as far as the history knows (for the "busy" message).
 SELECT host, pid, started_at
-  FROM collect_run
+  FROM wombat_collect.collect_run
  WHERE job = %(job)s AND exchange = %(exchange)s AND status = 'running'
  ORDER BY started_at DESC, id DESC
  LIMIT 1;
@@ -82,7 +82,7 @@ SELECT host, pid, started_at
 SELECT id, job, exchange, arguments, host, pid, started_at, finished_at, status,
        symbols_ok, symbols_failed, symbols_skipped,
        rows_inserted, rows_updated, rows_unchanged, rows_rejected, error_summary
-  FROM collect_run
+  FROM wombat_collect.collect_run
  WHERE job = %(job)s AND exchange = %(exchange)s AND status = ANY(%(statuses)s)
  ORDER BY started_at DESC, id DESC
  LIMIT 1;
@@ -97,24 +97,24 @@ SELECT pair.job, pair.exchange, last.status,
        extract(epoch FROM success.finished_at)::float8                AS last_success,
        last.arguments -> 'timeframes' -> pair.exchange                AS timeframes,
        (SELECT count(*)
-          FROM collect_run c
+          FROM wombat_collect.collect_run c
          WHERE c.job = pair.job AND c.exchange = pair.exchange
            AND c.status IN ('partial', 'failed', 'interrupted')
            AND c.started_at > coalesce(success.started_at, '-infinity'))  AS since_success
-  FROM (SELECT DISTINCT job, exchange FROM collect_run WHERE status <> 'running') AS pair
+  FROM (SELECT DISTINCT job, exchange FROM wombat_collect.collect_run WHERE status <> 'running') AS pair
   LEFT JOIN LATERAL (
-       SELECT * FROM collect_run c
+       SELECT * FROM wombat_collect.collect_run c
         WHERE c.job = pair.job AND c.exchange = pair.exchange AND c.status <> 'running'
         ORDER BY c.started_at DESC, c.id DESC LIMIT 1) AS last ON true
   LEFT JOIN LATERAL (
-       SELECT * FROM collect_run c
+       SELECT * FROM wombat_collect.collect_run c
         WHERE c.job = pair.job AND c.exchange = pair.exchange AND c.status = 'succeeded'
         ORDER BY c.started_at DESC, c.id DESC LIMIT 1) AS success ON true
  ORDER BY pair.job, pair.exchange;
 
 -- name: run_counts
 SELECT job, exchange, status, count(*)
-  FROM collect_run
+  FROM wombat_collect.collect_run
  WHERE status <> 'running'
  GROUP BY job, exchange, status
  ORDER BY job, exchange, status;

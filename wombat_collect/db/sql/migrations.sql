@@ -1,19 +1,30 @@
 -- name: create_migration_table
+-- On a database without a ledger: created in the current schema, as before migration 0006, which
+-- moves it (and the other tables of wombat-collect) into schema wombat_collect. One path for every database.
 CREATE TABLE IF NOT EXISTS wombat_collect_migration (
     version     INTEGER     PRIMARY KEY,
     name        TEXT        NOT NULL,
     applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
--- name: migration_table_exists
--- Checked first: CREATE TABLE IF NOT EXISTS needs CREATE on the schema even when the table exists,
--- which a role with only DML privileges (tables migrated by their owner) lacks.
-SELECT to_regclass('wombat_collect_migration') IS NOT NULL;
+-- name: migration_ledger
+-- Where the ledger is: 'own' (schema wombat_collect, from migration 0006 on), 'legacy' (the current
+-- schema, before 0006), or NULL (none yet). Asked first: CREATE TABLE IF NOT EXISTS needs CREATE on the
+-- schema even when the table exists, which a role with only DML privileges lacks.
+SELECT CASE WHEN to_regclass('wombat_collect.wombat_collect_migration') IS NOT NULL THEN 'own'
+            WHEN to_regclass('wombat_collect_migration') IS NOT NULL THEN 'legacy'
+       END;
 
--- name: applied_migrations
+-- name: applied_migrations_own
+SELECT version FROM wombat_collect.wombat_collect_migration ORDER BY version;
+
+-- name: applied_migrations_legacy
 SELECT version FROM wombat_collect_migration ORDER BY version;
 
--- name: record_migration
+-- name: record_migration_own
+INSERT INTO wombat_collect.wombat_collect_migration (version, name) VALUES (%(version)s, %(name)s);
+
+-- name: record_migration_legacy
 INSERT INTO wombat_collect_migration (version, name) VALUES (%(version)s, %(name)s);
 
 -- name: try_lock_migrations

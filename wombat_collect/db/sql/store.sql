@@ -119,12 +119,12 @@ SELECT c.relname, l.mode, l.pid
 -- name: add_fetched_range
 -- Merges [range_start, range_end) with the ranges it overlaps or touches, keeping them disjoint.
 WITH touching AS (
-    DELETE FROM fetched_range
+    DELETE FROM wombat_collect.fetched_range
      WHERE symbol_id = %(symbol_id)s AND timeframe = %(timeframe)s
        AND range_start <= %(range_end)s AND range_end >= %(range_start)s
     RETURNING range_start, range_end
 )
-INSERT INTO fetched_range (symbol_id, timeframe, range_start, range_end)
+INSERT INTO wombat_collect.fetched_range (symbol_id, timeframe, range_start, range_end)
 SELECT %(symbol_id)s, %(timeframe)s,
        LEAST(%(range_start)s::timestamptz, min(range_start)),
        GREATEST(%(range_end)s::timestamptz, max(range_end))
@@ -133,12 +133,12 @@ SELECT %(symbol_id)s, %(timeframe)s,
 -- name: coverage_ends
 -- The end of each symbol's oldest fetched range (its contiguous coverage from the oldest fetched period).
 SELECT DISTINCT ON (symbol_id) symbol_id, range_end
-  FROM fetched_range
+  FROM wombat_collect.fetched_range
  WHERE symbol_id = ANY(%(ids)s) AND timeframe = %(timeframe)s
  ORDER BY symbol_id, range_start;
 
 -- name: fetched_ranges
 SELECT range_start, range_end
-  FROM fetched_range
+  FROM wombat_collect.fetched_range
  WHERE symbol_id = %(symbol_id)s AND timeframe = %(timeframe)s
  ORDER BY range_start;
