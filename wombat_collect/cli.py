@@ -482,9 +482,31 @@ def db():
 @click.pass_obj
 def db_init(app):
     """Apply pending migrations and create missing exchange rows (idempotent)."""
+    from wombat_collect.jobs import backend_hint
+
     collectors = [_import_collector(code) for code in EXCHANGE_CODES]
-    open_database(app, [collector for collector in collectors if collector])
+    dsn, _ = open_database(app, [collector for collector in collectors if collector])
     logger.info("database is up to date")
+    hint = backend_hint(dsn)
+    if hint:
+        logger.info(hint)
+
+
+@db.command("hand-over")
+@click.pass_obj
+def db_hand_over(app):
+    """Bring a database wombat-collect created to the backend's alembic head, for its migrations to take over.
+
+    Creates the backend's missing tables and alembic_version, stamped at the head; touches no
+    existing table or row. Safe to run twice; refuses (exit 2) an alembic_version it does not know.
+    """
+    from wombat_collect.config import mask_dsn
+    from wombat_collect.db.connection import resolve_dsn
+    from wombat_collect.jobs import hand_over_database
+
+    dsn = resolve_dsn(app.settings())
+    logger.debug("database %s", mask_dsn(dsn))
+    logger.info("hand-over: %s", hand_over_database(dsn))
 
 
 def parse_window(days_back, since, full):

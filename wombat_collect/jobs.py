@@ -142,6 +142,44 @@ def prepare_database(dsn, collectors):
         connection.close()
 
 
+def hand_over_database(dsn):
+    """Given a DSN, apply our migrations, then bring the database to the backend's alembic head (db/handover.py).
+
+    Return what the hand-over did, in words. Raise DatabaseError, or SchemaError (UnknownRevision:
+    alembic_version is somewhere this release does not know).
+    """
+    from wombat_collect.db.handover import hand_over
+    from wombat_collect.db.migrate import apply_migrations
+
+    connection = connect(dsn)
+    try:
+        with database_errors("handing the database over to the backend's migrations", connection):
+            apply_migrations(connection)
+            return hand_over(connection)
+    finally:
+        connection.close()
+
+
+def backend_hint(dsn):
+    """Given a DSN of a migrated database, return a line for an operator who may deploy the backend, or None.
+
+    None when alembic_version holds a revision: the backend's migrations already manage the database.
+    """
+    from wombat_collect.db.handover import backend_state
+
+    connection = connect(dsn)
+    try:
+        with database_errors("reading alembic_version", connection), transaction(connection), \
+                connection.cursor() as cursor:
+            state = backend_state(cursor)
+    finally:
+        connection.close()
+    if state.stamped:
+        return None
+    return ("no alembic_version here: before the backend's first `alembic upgrade head` on this database, run "
+            "`wombat-collect db hand-over`")
+
+
 def collect_symbols(dsn, exchange_id, collector, client):
     """Given a collector, store its listing: upsert listed symbols, deactivate missing ones.
 
