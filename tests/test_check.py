@@ -15,13 +15,14 @@ import pytest
 from tests.conftest import create_database, drop_database, query, run_cli
 from tests.fakes.kis_server import FakeKis, build_master_zip
 from tests.fakes.upbit_server import FakeUpbit
+from wombat_collect.db.handover import BACKEND_HEAD
 from wombat_collect.ops.check import TIMERS
 
 DB_PASSWORD = "check-db-secret-4711"  # noqa: S105 - the test's own, must never be shown
 REPOSITORY = Path(__file__).resolve().parent.parent
-NAMES = ["configuration", "env file", "database", "connection", "migrations", "schema", "privileges", "upbit",
-         "upbit clock", "kis master", "kis clock", "kis token", "lock directory", "state directory", "time zone",
-         "timers", "scheduler-engine"]
+NAMES = ["configuration", "env file", "database", "connection", "migrations", "schema", "backend", "privileges",
+         "upbit", "upbit clock", "kis master", "kis clock", "kis token", "lock directory", "state directory",
+         "time zone", "timers", "scheduler-engine"]
 HEALTHY_UNITS = "\n\n".join(
     [f"Id={name}\nLoadState=loaded\nUnitFileState=enabled\nActiveState=active\n"
      f"NextElapseUSecRealtime=Fri 2025-11-28 00:0{index}:00 KST" for index, name in enumerate(TIMERS)]
@@ -149,6 +150,8 @@ def test_check_healthy_setup_exits_0_with_every_line_ok(migrated, env_file, fake
     assert message["migrations"] == "all 6 applied"
     assert message["schema"] == \
         "exchange, symbol, pricedata, realtime_prices have the columns and unique keys wombat-collect writes"
+    assert message["backend"] == ("4 of the backend's 8 tables present, no alembic_version (wombat-collect alone): "
+                                  "before deploying the backend on this database, run `wombat-collect db hand-over`")
     assert message["privileges"] == (f"role {parts['user']} may read and write every table wombat-collect writes "
                                      "(SELECT, INSERT, UPDATE), use their sequences, create temporary tables")
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1/market/all answered HTTP 200 in \d+\.\d\d s", message["upbit"])
@@ -201,7 +204,7 @@ def test_check_unreachable_database_is_critical_and_the_others_still_run(env, en
     assert "Connection refused" in message
     assert message.endswith("; check that the server runs and accepts this user from this host (pg_hba.conf), "
                             "and the password")
-    for name in ("migrations", "schema", "privileges"):
+    for name in ("migrations", "schema", "backend", "privileges"):
         assert found[name] == ("WARNING", "skipped: the database is unreachable")
     assert found["database"] == ("OK", f"DATABASE_URL names wombat@127.0.0.1:{port}/wombatdb")
     assert states(found)["upbit"] == states(found)["time zone"] == states(found)["timers"] == "OK"
@@ -277,6 +280,9 @@ def test_check_empty_database_reports_pending_migrations_and_writes_nothing(env,
         "`wombat-collect db init` applies them (so does every collecting command)"))
     assert found["schema"] == ("WARNING", "table(s) exchange, symbol, pricedata, realtime_prices missing; "
                                           "the pending migrations create them")
+    assert found["backend"] == ("OK", "0 of the backend's 8 tables present, no alembic_version (wombat-collect "
+                                      "alone): before deploying the backend on this database, run "
+                                      "`wombat-collect db hand-over`")
     role = psycopg2.extensions.parse_dsn(database)["user"]
     assert found["privileges"] == ("OK", (
         f"role {role} may read and write every table wombat-collect writes (SELECT, INSERT, UPDATE), use their "
@@ -298,7 +304,8 @@ def test_check_embedded_database_is_never_started(env, env_file, tmp_path):
     assert found["database"] == ("WARNING", f"no DATABASE_URL or POSTGRES_SERVER: the embedded PostgreSQL under "
                                             f"{data} (for trying out; set DATABASE_URL for a service)")
     reason = f"skipped: the embedded PostgreSQL ({data}/pgdata) is not created yet; `wombat-collect db init` creates it"
-    assert [found[name] for name in ("connection", "migrations", "schema", "privileges")] == [("WARNING", reason)] * 4
+    names = ("connection", "migrations", "schema", "backend", "privileges")
+    assert [found[name] for name in names] == [("WARNING", reason)] * 5
     assert not data.exists()
 
 
@@ -356,7 +363,7 @@ def test_check_invalid_configuration_skips_what_depends_on_it(env, env_file):
     assert code == 2
     assert found["configuration"] == ("CRITICAL", "WOMBAT_WORKERS must be a whole number, not 'many'; fix it in "
                                                   "the environment or the env file")
-    for name in ("database", "connection", "migrations", "schema", "privileges", "upbit", "upbit clock",
+    for name in ("database", "connection", "migrations", "schema", "backend", "privileges", "upbit", "upbit clock",
                  "lock directory", "state directory"):
         assert found[name] == ("WARNING", "skipped: the configuration is invalid")
     assert states(found)["time zone"] == states(found)["env file"] == "OK"
@@ -432,3 +439,38 @@ def test_check_unreachable_database_of_a_second_server_is_named(server_dsn, env,
     assert found["connection"][1].startswith(f"{target(dsn)}: cannot connect to the database: ")
     assert f'database "{name}" does not exist' in found["connection"][1]
     assert DB_PASSWORD not in output
+
+
+def test_check_backend_after_hand_over_is_ok(migrated, env_file):
+    assert run_cli("db", "hand-over", env={"DATABASE_URL": migrated["DATABASE_URL"]}).exit_code == 0
+    code, found, output = check(migrated, "--exchange", "upbit", env_file=env_file)
+    assert code == 0, output
+    assert found["backend"] == ("OK", f"8 of the backend's 8 tables present; alembic_version at {BACKEND_HEAD}")
+
+
+def test_check_backend_behind_its_head_says_how_to_upgrade(migrated, env_file):
+    assert run_cli("db", "hand-over", env={"DATABASE_URL": migrated["DATABASE_URL"]}).exit_code == 0
+    query(migrated["DATABASE_URL"], "UPDATE alembic_version SET version_num = 'e6d6b1662d4b'; SELECT 1")
+    code, found, output = check(migrated, "--exchange", "upbit", env_file=env_file)
+    assert code == 0, output
+    assert found["backend"] == ("OK", "8 of the backend's 8 tables present; alembic_version at e6d6b1662d4b; the "
+                                      f"backend's head is {BACKEND_HEAD}: its `alembic upgrade head` brings it there")
+
+
+def test_check_backend_unknown_alembic_revision_warns(migrated, env_file):
+    query(migrated["DATABASE_URL"], "CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY);"
+                                    " INSERT INTO alembic_version VALUES ('f00dfeed1234'); SELECT 1")
+    code, found, output = check(migrated, "--exchange", "upbit", env_file=env_file)
+    assert code == 1, output
+    assert found["backend"] == ("WARNING", "4 of the backend's 8 tables present; alembic_version at f00dfeed1234, a "
+                                           "revision this wombat-collect does not know (it knows up to "
+                                           f"{BACKEND_HEAD}): a newer backend? upgrade wombat-collect")
+
+
+def test_check_backend_tables_without_a_revision_warn(migrated, env_file):
+    query(migrated["DATABASE_URL"], 'CREATE TABLE "user" (id UUID PRIMARY KEY); SELECT 1')
+    code, found, output = check(migrated, "--exchange", "upbit", env_file=env_file)
+    assert code == 1, output
+    assert found["backend"] == ("WARNING", "5 of the backend's 8 tables present (user among them) but no "
+                                           "alembic_version revision: stamp the revision they match in the backend "
+                                           "(`alembic stamp`)")

@@ -41,7 +41,7 @@ TIMERS = ("wombat-collect-symbols.timer", "wombat-collect-prices.timer", "wombat
           "wombat-collect-quotes-upbit.timer", "wombat-collect-quotes-kis.timer")
 BACKEND_SCHEDULER = "scheduler-engine.service"
 SYSTEMD_ABSENT = ("not been booted with systemd", "Failed to connect to bus", "System has not been booted")
-DATABASE_CHECKS = ("migrations", "schema", "privileges")
+DATABASE_CHECKS = ("migrations", "schema", "backend", "privileges")
 OWN_SCHEMA = "wombat_collect"  # migration 0006: our own tables, out of the backend's schema
 # What each table needs (connection.NEEDED_PRIVILEGES says it in words for the error messages).
 TABLE_PRIVILEGES = {
@@ -213,6 +213,7 @@ def database_checks(settings):
         pending = []
         results = [found, *guarded("migrations", check_migrations, connection, pending)]
         results += guarded("schema", check_schema, connection, pending)
+        results += guarded("backend", check_backend, connection)
         results += guarded("privileges", check_privileges, connection, pending)
         return results
     finally:
@@ -349,6 +350,34 @@ def check_schema(connection, pending):
         return result("schema", CRITICAL, f"table(s) {', '.join(absent)} missing though every migration is "
                                           "applied (dropped?); restore them from the backend's migrations")
     return result("schema", OK, f"{', '.join(tables)} have the columns and unique keys wombat-collect writes")
+
+
+def check_backend(connection):
+    """Given a connection, return the CheckResult of the backend's migrations: its tables and alembic_version.
+
+    OK when alembic_version is at a revision this release knows, or absent with none of the
+    backend's own tables (wombat-collect alone; the line says to run `db hand-over` before the
+    backend is deployed). WARNING when the revision is unknown, or backend tables exist without one.
+    """
+    from wombat_collect.db.handover import BACKEND_HEAD, BACKEND_TABLES, WRITTEN_BY_US, backend_state
+
+    with connection.cursor() as cursor:
+        state = backend_state(cursor)
+    present = f"{len(state.tables)} of the backend's {len(BACKEND_TABLES)} tables present"
+    if state.unknown_revisions:
+        return result("backend", WARNING, f"{present}; alembic_version at {', '.join(state.unknown_revisions)}, a "
+                                          f"revision this wombat-collect does not know (it knows up to {BACKEND_HEAD}):"
+                                          " a newer backend? upgrade wombat-collect")
+    if state.stamped:
+        behind = "" if BACKEND_HEAD in state.revisions else f"; the backend's head is {BACKEND_HEAD}: its " \
+                                                              "`alembic upgrade head` brings it there"
+        return result("backend", OK, f"{present}; alembic_version at {', '.join(state.revisions)}{behind}")
+    foreign = [table for table in state.tables if table not in WRITTEN_BY_US]
+    if foreign:
+        return result("backend", WARNING, f"{present} ({', '.join(foreign)} among them) but no alembic_version "
+                                          "revision: stamp the revision they match in the backend (`alembic stamp`)")
+    return result("backend", OK, f"{present}, no alembic_version (wombat-collect alone): before deploying the "
+                                 "backend on this database, run `wombat-collect db hand-over`")
 
 
 def check_privileges(connection, pending):
