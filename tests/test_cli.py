@@ -564,20 +564,33 @@ def test_prices_other_timeframes_leave_daily_rows_alone(database, fake_upbit):
     assert after == expected_timeframe_rows({name: series[name] for name in ("1d", "1h", "1w")})
 
 
-@pytest.mark.parametrize("window", [["--days-back", "3"], ["--full"], []])
+def window_outcome(series, window, now):
+    """Given the served {timeframe: rows}, a window option and the run's clock, return what the run stores:
+    (its rows, its fetched ranges as (timeframe, range_end)).
+
+    The rule of jobs.plan_starts and jobs.fetched_range: `--days-back N` starts at 00:00 UTC N days before
+    the run's date (else all history); a range runs from the start's period to the running one, so none is
+    recorded when the start lies in the running period.
+    """
+    start = utc_midnight(now.date() - timedelta(days=int(window[1]))) if "--days-back" in window else None
+    ranges = [(name, period_start(now, name)) for name in sorted(series)
+              if start is None or period_start(start, name) < period_start(now, name)]
+    return expected_timeframe_rows(series, start), ranges
+
+
+@pytest.mark.parametrize("window", [["--days-back", "8"], ["--full"], []])
 def test_prices_every_window_option_works_for_minutes_and_weeks(database, fake_upbit, window):
-    now = datetime.now(timezone.utc)
-    series = {name: rows for name, rows in closed_upbit_series("KRW-BTC", now).items() if name in ("5m", "1w")}
+    before = datetime.now(timezone.utc)
+    series = {name: rows for name, rows in closed_upbit_series("KRW-BTC", before).items() if name in ("5m", "1w")}
     install_upbit_series(fake_upbit, "KRW-BTC", series)
     result = run_cli("prices", "--exchange", "upbit", "--timeframe", "5m", "--timeframe", "1w", *window,
                      env=upbit_env(database, fake_upbit))
+    after = datetime.now(timezone.utc)
     assert result.exit_code == 0, result.output
-    start = utc_midnight(now.date() - timedelta(days=3)) if "--days-back" in window else None  # else: all
-    assert query(database, TIMEFRAME_ROWS, ("BTC/KRW",)) == expected_timeframe_rows(series, start)
-    ranges = query(database, "SELECT timeframe, range_end FROM wombat_collect.fetched_range ORDER BY timeframe")
-    assert ranges == [("1w", period_start(now, "1w")), ("5m", period_start(now, "5m"))] or \
-        ranges == [("1w", period_start(datetime.now(timezone.utc), "1w")),
-                   ("5m", period_start(datetime.now(timezone.utc), "5m"))]
+    stored = (query(database, TIMEFRAME_ROWS, ("BTC/KRW",)),
+              query(database, "SELECT timeframe, range_end FROM wombat_collect.fetched_range ORDER BY timeframe"))
+    assert [name for name, _ in stored[1]] == ["1w", "5m"]  # 8 days back reach a closed week on any weekday
+    assert stored in (window_outcome(series, window, before), window_outcome(series, window, after))  # run's clock
 
 
 def test_prices_incremental_starts_at_the_end_of_the_fetched_range(database, fake_upbit):

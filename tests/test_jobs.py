@@ -390,8 +390,9 @@ def test_collect_prices_stops_the_queued_symbols_when_its_loop_fails(database, f
 
 # --------------------------------------------------------------------------- timeframes (the clock pinned)
 
-def collect_upbit_at(dsn, fake, timeframes, now):
-    """Given a DSN, a FakeUpbit, timeframes and a pinned `now`, run one incremental prices job of all markets."""
+def collect_upbit_at(dsn, fake, timeframes, now, window=None):
+    """Given a DSN, a FakeUpbit, timeframes, a pinned `now` and a Window (None: incremental),
+    run one prices job of all markets."""
     from wombat_collect import jobs
     from wombat_collect.collectors import upbit
     from wombat_collect.config import load_settings
@@ -402,7 +403,7 @@ def collect_upbit_at(dsn, fake, timeframes, now):
         jobs.collect_symbols(dsn, exchange_id, upbit, client)
     targets = jobs.select_symbols(dsn, exchange_id)
     options = jobs.PriceOptions(now=now, workers=2)
-    tasks = jobs.plan_tasks(dsn, targets, jobs.Window(), timeframes, 365, now)
+    tasks = jobs.plan_tasks(dsn, targets, window or jobs.Window(), timeframes, 365, now)
     return jobs.collect_prices(dsn, exchange_id, upbit, client, tasks, options)
 
 
@@ -429,3 +430,21 @@ def test_collect_prices_leaves_a_running_week_and_minute_out_then_stores_them_on
                              " GROUP BY 1 ORDER BY 1")
     assert stored == [("1m", datetime(2026, 11, 25, 10, 0, tzinfo=utc), datetime(2026, 11, 25, 10, 30, tzinfo=utc), 31),
                       ("1w", datetime(2026, 11, 2, tzinfo=utc), datetime(2026, 11, 23, tzinfo=utc), 4)]
+
+
+@pytest.mark.parametrize(("now", "weeks"), [
+    (datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc), [(datetime(2026, 11, 16, tzinfo=timezone.utc),)]),
+    (datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc), []),  # Thursday: 3 days back is this week's Monday
+    (datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc), []),
+], ids=["Wednesday", "Thursday", "Sunday"])
+def test_collect_prices_days_back_stores_only_the_closed_weeks_it_reaches(database, fake_upbit, now, weeks):
+    from tests.fakes.upbit_server import make_upbit_period_candles
+    from wombat_collect.jobs import Window
+
+    mondays = [datetime(2026, 11, day).date() for day in (2, 9, 16, 23)]
+    fake_upbit.set_candles("KRW-BTC", make_upbit_period_candles("KRW-BTC", mondays), "weeks")
+    result = collect_upbit_at(database, fake_upbit, ("1w",), now, Window("days_back", days=3))
+    assert result.status == "succeeded", result.errors
+    assert query(database, "SELECT timestamp FROM pricedata WHERE timeframe = '1w' ORDER BY 1") == weeks
+    ranges = query(database, "SELECT range_start, range_end FROM fetched_range")
+    assert ranges == ([(weeks[0][0], datetime(2026, 11, 23, tzinfo=timezone.utc))] if weeks else [])
