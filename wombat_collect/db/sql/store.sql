@@ -85,11 +85,12 @@ SELECT min("timestamp") FROM pricedata WHERE symbol_id = %(symbol_id)s AND timef
 -- name: create_candle_stage
 -- A per-session staging table for COPY (created once per connection, silently). Its columns take
 -- pricedata's own types, so COPY rounds values as an INSERT would and the upsert compares them
--- with the stored ones exactly.
+-- with the stored ones exactly. Emptied at commit (a truncation), so it stays a few pages long
+-- and the planner's estimate of its rows stays small.
 DO $$
 BEGIN
     IF to_regclass('pg_temp.candle_stage') IS NULL THEN
-        CREATE TEMPORARY TABLE candle_stage AS
+        CREATE TEMPORARY TABLE candle_stage ON COMMIT DELETE ROWS AS
         SELECT symbol_id, "timestamp", timeframe, open_price, high_price, low_price, close_price,
                volume, quote_volume, created_at
           FROM pricedata
@@ -110,6 +111,8 @@ COPY candle_stage (symbol_id, "timestamp", timeframe, open_price, high_price, lo
 -- re-fetched days cost no dead tuples); only candles absent from the table reach the INSERT, so
 -- no id of pricedata_id_seq is spent without a row. Both parts see the same snapshot: the INSERT
 -- checks the table, not the UPDATE's result. ON CONFLICT guards against a concurrent writer.
+-- The stage holds one symbol's candles of one timeframe; giving both as parameters lets the planner
+-- probe uq_symbol_time_frame per candle instead of hashing pricedata (10x slower, benchmark_prices.py).
 WITH updated AS (
     UPDATE pricedata AS p
        SET open_price   = c.open_price,
@@ -119,7 +122,7 @@ WITH updated AS (
            volume       = c.volume,
            quote_volume = c.quote_volume
       FROM candle_stage c
-     WHERE p.symbol_id = c.symbol_id AND p."timestamp" = c."timestamp" AND p.timeframe = c.timeframe
+     WHERE p.symbol_id = %(symbol_id)s AND p."timestamp" = c."timestamp" AND p.timeframe = %(timeframe)s
        AND (p.open_price, p.high_price, p.low_price, p.close_price, p.volume, p.quote_volume)
            IS DISTINCT FROM
            (c.open_price, c.high_price, c.low_price, c.close_price, c.volume, c.quote_volume)
@@ -131,8 +134,8 @@ WITH updated AS (
            volume, quote_volume, created_at
       FROM candle_stage c
      WHERE NOT EXISTS (SELECT 1 FROM pricedata t
-                        WHERE t.symbol_id = c.symbol_id AND t."timestamp" = c."timestamp"
-                          AND t.timeframe = c.timeframe)
+                        WHERE t.symbol_id = %(symbol_id)s AND t."timestamp" = c."timestamp"
+                          AND t.timeframe = %(timeframe)s)
     ON CONFLICT (symbol_id, "timestamp", timeframe) DO UPDATE
        SET open_price   = EXCLUDED.open_price,
            high_price   = EXCLUDED.high_price,
