@@ -13,11 +13,12 @@
 -- concurrent writer. The arrays carry realtime_prices' column types, so values are rounded as
 -- an INSERT rounds them before they are compared with the stored ones.
 WITH incoming (symbol_id, current_price, bid_price, ask_price, volume_24h, change_rate, updated_at) AS (
-    SELECT *
-      FROM unnest(%(symbol_ids)s::integer[], %(current_prices)s::numeric(20,8)[],
-                  %(bid_prices)s::numeric(20,8)[], %(ask_prices)s::numeric(20,8)[],
-                  %(volumes)s::numeric(20,8)[], %(change_rates)s::numeric(8,4)[],
+    SELECT symbol_id, current_price::numeric(20,8), bid_price::numeric(20,8), ask_price::numeric(20,8),
+           volume_24h::numeric(20,8), change_rate::numeric(8,4), updated_at
+      FROM unnest(%(symbol_ids)s::integer[], %(current_prices)s::numeric[], %(bid_prices)s::numeric[],
+                  %(ask_prices)s::numeric[], %(volumes)s::numeric[], %(change_rates)s::numeric[],
                   %(updated_ats)s::timestamptz[])
+           AS given (symbol_id, current_price, bid_price, ask_price, volume_24h, change_rate, updated_at)
 ), updated AS (
     UPDATE realtime_prices AS r
        SET current_price = i.current_price,
