@@ -13,7 +13,10 @@ sends one request at a time) is measured in the same run for the ours ÷ baselin
 ratio (--baseline-markets keeps it short).
 
 It then measures the chosen upsert path (rows/s) against a plain COPY of the same
-rows into an empty table, the database's own limit.
+rows into an empty table, the database's own limit; and the merge statement of
+that path against the one it replaced (BASELINE_UPSERT, INSERT … ON CONFLICT, which
+took a pricedata id for every row it was given), for new rows, unchanged re-writes
+and changed rows: rows/s of each and now ÷ before, medians of --statement-rounds.
 
 The database: WOMBAT_TEST_DATABASE_URL (a server where it may create databases), or
 an embedded PostgreSQL.
@@ -257,6 +260,94 @@ def measure_write_path(server, symbols, days):
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
+# BASELINE, kept to measure against: the stage and merge statement store.upsert_candles used
+# before issue 20. INSERT … ON CONFLICT evaluates nextval() for every proposed row, conflicting or
+# not, so a re-run of unchanged candles spent one pricedata id per candle.
+BASELINE_CREATE_STAGE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS baseline_stage (
+    symbol_id INTEGER, "timestamp" TIMESTAMPTZ, timeframe VARCHAR(10), open_price NUMERIC, high_price NUMERIC,
+    low_price NUMERIC, close_price NUMERIC, volume NUMERIC, quote_volume NUMERIC, created_at TIMESTAMPTZ)
+"""
+BASELINE_COPY = """
+COPY baseline_stage (symbol_id, "timestamp", timeframe, open_price, high_price, low_price, close_price,
+                     volume, quote_volume, created_at) FROM STDIN
+"""
+BASELINE_UPSERT = """
+INSERT INTO pricedata AS p (symbol_id, "timestamp", timeframe, open_price, high_price,
+                            low_price, close_price, volume, quote_volume, created_at)
+SELECT symbol_id, "timestamp", timeframe, open_price, high_price, low_price, close_price,
+       volume, quote_volume, created_at
+  FROM baseline_stage
+ON CONFLICT (symbol_id, "timestamp", timeframe) DO UPDATE
+   SET open_price   = EXCLUDED.open_price,
+       high_price   = EXCLUDED.high_price,
+       low_price    = EXCLUDED.low_price,
+       close_price  = EXCLUDED.close_price,
+       volume       = EXCLUDED.volume,
+       quote_volume = EXCLUDED.quote_volume
+ WHERE (p.open_price, p.high_price, p.low_price, p.close_price, p.volume, p.quote_volume)
+       IS DISTINCT FROM
+       (EXCLUDED.open_price, EXCLUDED.high_price, EXCLUDED.low_price, EXCLUDED.close_price,
+        EXCLUDED.volume, EXCLUDED.quote_volume)
+RETURNING "timestamp", (xmax = 0) AS inserted
+"""
+
+
+def upsert_candles_baseline(connection, symbol_id, candles, timeframe="1d"):
+    """Upsert as store.upsert_candles did before issue 20 (BASELINE_UPSERT)."""
+    from wombat_collect.db import store
+
+    unique = {candle.timestamp: candle for candle in candles}
+    with connection.cursor() as cursor:
+        cursor.execute(BASELINE_CREATE_STAGE)
+        cursor.copy_expert(BASELINE_COPY, store.candle_copy_buffer(symbol_id, unique.values(), timeframe))
+        cursor.execute(BASELINE_UPSERT)
+        returned = cursor.fetchall()
+        cursor.execute("DELETE FROM baseline_stage")
+    return returned
+
+
+STATEMENT_PHASES = (("new rows", 0), ("unchanged", 0), ("changed", 1))  # (phase, close price shift)
+
+
+def measure_statements(server, symbols, days, rounds):
+    """Return {phase: {"before": median rows/s, "now": median rows/s}} of the merge statements.
+
+    Each round has a fresh database; each path writes its own symbols × days there, one
+    transaction per symbol: all new, then the same again (unchanged), then with every close
+    changed. The path that goes first alternates between rounds.
+    """
+    from wombat_collect.db import store
+    from wombat_collect.db.migrate import apply_migrations
+
+    paths = {"before": upsert_candles_baseline, "now": store.upsert_candles}
+    rates = {phase: {name: [] for name in paths} for phase, _ in STATEMENT_PHASES}
+    for number in range(rounds):
+        connection = psycopg2.connect(fresh_database(server))
+        apply_migrations(connection)
+        for name in (list(paths) if number % 2 == 0 else list(paths)[::-1]):
+            ids = create_symbols(connection, symbols, prefix=name)
+            for phase, shift in STATEMENT_PHASES:
+                rates[phase][name].append(timed_upserts(connection, paths[name], ids, days, shift))
+        connection.close()
+        drop_created_databases()
+    return {phase: {name: statistics.median(values) for name, values in by_path.items()}
+            for phase, by_path in rates.items()}
+
+
+def timed_upserts(connection, upsert, ids, days, shift):
+    """Given an upsert function and symbol ids, write days candles of each (close + shift); return rows/s."""
+    from wombat_collect.records import Candle
+
+    batches = {sid: [Candle(row[1], row[3], row[4], row[5], row[6] + shift, row[7], row[8])
+                     for row in candle_rows([sid], days)] for sid in ids}
+    began = time.perf_counter()
+    for symbol_id, candles in batches.items():
+        with connection:
+            upsert(connection, symbol_id, candles)
+    return len(ids) * days / (time.perf_counter() - began)
+
+
 def create_symbols(connection, count, prefix):
     with connection, connection.cursor() as cursor:
         cursor.execute("INSERT INTO exchange (code, name, is_active, created_at) VALUES (%s, 'b', true, now())"
@@ -311,6 +402,8 @@ def main():
     parser.add_argument("--baseline-markets", type=int, default=30)
     parser.add_argument("--write-symbols", type=int, default=200)
     parser.add_argument("--write-days", type=int, default=400)
+    parser.add_argument("--statement-rounds", type=int, default=5,
+                        help="rounds of the before/now merge statement comparison; 0 skips it")
     parser.add_argument("--skip-collection", action="store_true")
     parser.add_argument("--memory-days", type=int, default=3000,
                         help="history length of the peak-RSS run (no rate limit); 0 skips it")
@@ -370,6 +463,18 @@ def run_benchmarks(arguments):
           f" one transaction per symbol, median of 3:")
     for name, rate in rates.items():
         print(f"  {name:<16} {rate:>9,.0f} rows/s   ÷ plain COPY {rate / limit:.2f}")
+    if arguments.statement_rounds:
+        print_statements(server, arguments.write_symbols, arguments.write_days, arguments.statement_rounds)
+
+
+def print_statements(server, symbols, days, rounds):
+    """Print rows/s of the merge statement before issue 20 and now, and now ÷ before, per phase."""
+    figures = measure_statements(server, symbols, days, rounds)
+    print(f"merge statement, {symbols} symbols x {days} rows, one transaction per symbol, median of {rounds}:"
+          " before = INSERT … ON CONFLICT (an id per row given), now = UPDATE + INSERT … WHERE NOT EXISTS")
+    for phase, rates in figures.items():
+        print(f"  {phase:<10} before {rates['before']:>9,.0f} rows/s   now {rates['now']:>9,.0f} rows/s"
+              f"   now ÷ before {rates['now'] / rates['before']:.2f}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ start-up), then once more through the CLI. It prints, per exchange:
 requests ÷ the minimum possible (Upbit: one ticker/all + ⌈markets/100⌉ order
 books; KIS: ⌈codes/30⌉ multi-price requests), wall time ÷ (requests ÷ rate
 limit), and rows written per second by the one upsert statement (all new, all
-changed, all unchanged).
+changed, all unchanged), before issue 20 (BASELINE_UPSERT, INSERT … ON CONFLICT, an id
+per quote given) and now, with now ÷ before, medians of --rounds.
 
 The database: WOMBAT_TEST_DATABASE_URL (a server where it may create databases), or
 an embedded PostgreSQL.
@@ -20,6 +21,7 @@ an embedded PostgreSQL.
 import argparse
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,25 +105,80 @@ def measure_cli(dsn, fake_upbit, fake_kis, state_dir):
               " migrations check, locks, run history included)")
 
 
-def measure_writes(dsn, exchange_id, count):
-    """Upsert `count` quotes three times (new, all changed, all unchanged); print rows/s of each."""
+# BASELINE, kept to measure against: store.upsert_quotes's statement before issue 20. INSERT … ON
+# CONFLICT evaluates nextval() for every proposed row, so every quote spent a realtime_prices id.
+BASELINE_UPSERT = """
+INSERT INTO realtime_prices AS r (symbol_id, current_price, bid_price, ask_price, volume_24h,
+                                  change_rate, updated_at)
+SELECT *
+  FROM unnest(%(symbol_ids)s::integer[], %(current_prices)s::numeric[], %(bid_prices)s::numeric[],
+              %(ask_prices)s::numeric[], %(volumes)s::numeric[], %(change_rates)s::numeric[],
+              %(updated_ats)s::timestamptz[])
+ON CONFLICT (symbol_id) DO UPDATE
+   SET current_price = EXCLUDED.current_price,
+       bid_price     = EXCLUDED.bid_price,
+       ask_price     = EXCLUDED.ask_price,
+       volume_24h    = EXCLUDED.volume_24h,
+       change_rate   = EXCLUDED.change_rate,
+       updated_at    = EXCLUDED.updated_at
+ WHERE (r.current_price, r.bid_price, r.ask_price, r.volume_24h, r.change_rate)
+       IS DISTINCT FROM
+       (EXCLUDED.current_price, EXCLUDED.bid_price, EXCLUDED.ask_price, EXCLUDED.volume_24h,
+        EXCLUDED.change_rate)
+RETURNING (xmax = 0) AS inserted
+"""
+WRITE_PHASES = (("new", Decimal("71500")), ("changed", Decimal("71600")), ("unchanged", Decimal("71600")))
+
+
+def upsert_quotes_baseline(connection, rows):
+    """Upsert [(symbol id, Quote)] with BASELINE_UPSERT; return the rows it returned."""
+    quotes = [quote for _, quote in rows]
+    with connection.cursor() as cursor:
+        cursor.execute(BASELINE_UPSERT, {
+            "symbol_ids": [symbol_id for symbol_id, _ in rows], "current_prices": [q.current for q in quotes],
+            "bid_prices": [q.bid for q in quotes], "ask_prices": [q.ask for q in quotes],
+            "volumes": [q.volume_24h for q in quotes], "change_rates": [q.change_rate for q in quotes],
+            "updated_ats": [q.quoted_at for q in quotes]})
+        return cursor.fetchall()
+
+
+def measure_writes(dsn, exchange_id, count, rounds):
+    """Upsert `count` quotes three times (new, all changed, all unchanged) with the statement before
+    issue 20 and now, `rounds` times (alternating which goes first); print median rows/s of each."""
     with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT id FROM symbol WHERE exchange_id = %s ORDER BY id LIMIT %s", (exchange_id, count))
         ids = [row[0] for row in cursor.fetchall()]
+    connection.close()
+    paths = {"before": upsert_quotes_baseline, "now": store.upsert_quotes}
+    rates = {phase: {name: [] for name in paths} for phase, _ in WRITE_PHASES}
+    for number in range(rounds):
+        for name in (list(paths) if number % 2 == 0 else list(paths)[::-1]):
+            for phase, seconds in timed_phases(dsn, ids, paths[name]):
+                rates[phase][name].append(len(ids) / seconds)
+    print(f"write, {len(ids):,} quotes in one statement, median of {rounds}: before = INSERT … ON CONFLICT"
+          " (an id per quote given), now = UPDATE + INSERT … WHERE NOT EXISTS")
+    for phase, by_path in rates.items():
+        before, now = (statistics.median(by_path[name]) for name in paths)
+        print(f"  {phase:9}  before {before:9,.0f} rows/s   now {now:9,.0f} rows/s   now ÷ before {now / before:.2f}")
+
+
+def timed_phases(dsn, ids, upsert):
+    """Given symbol ids and an upsert function, empty their quotes, then yield (phase, seconds) of each write."""
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute("DELETE FROM realtime_prices WHERE symbol_id = ANY(%s)", (ids,))
+    connection.close()
     now = datetime.now(timezone.utc)
     base = Quote("x", Decimal("71500"), Decimal("71400"), Decimal("71600"), Decimal("12345678.5"),
-                        Decimal("-1.2345"), now)
-    for label, price in (("new", Decimal("71500")), ("changed", Decimal("71600")), ("unchanged", Decimal("71600"))):
+                 Decimal("-1.2345"), now)
+    for phase, price in WRITE_PHASES:
         rows = [(symbol_id, replace(base, current=price + index)) for index, symbol_id in enumerate(ids)]
         with psycopg2.connect(dsn) as connection:
-            began = time.monotonic()
-            counts = store.upsert_quotes(connection, rows)
+            began = time.perf_counter()
+            upsert(connection, rows)
             connection.commit()
-            seconds = time.monotonic() - began
+            seconds = time.perf_counter() - began
         connection.close()
-        print(f"write {label:9}: {len(rows):,} rows in {seconds * 1000:6.1f} ms = {len(rows) / seconds:9,.0f} rows/s"
-              f"  ({counts.inserted} new, {counts.updated} updated, {counts.unchanged} unchanged)")
+        yield phase, seconds
 
 
 def main():
@@ -129,6 +186,7 @@ def main():
     parser.add_argument("--markets", type=int, default=800)
     parser.add_argument("--codes", type=int, default=2800)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds each fake answer is delayed")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds of the before/now write comparison")
     arguments = parser.parse_args()
     server = server_dsn()
     dsn = create_database(server, "wombat_bench")
@@ -154,7 +212,7 @@ def main():
             measure_job(dsn, exchange_ids["kis"], kis, kis_client, fake_kis, (kis.QUOTES_PATH,),
                         math.ceil(arguments.codes / 30), KIS_RATE)
             measure_cli(dsn, fake_upbit, fake_kis, state_dir)
-            measure_writes(dsn, exchange_ids["kis"], arguments.codes)
+            measure_writes(dsn, exchange_ids["kis"], arguments.codes, arguments.rounds)
     finally:
         drop_database(server, dsn)
 

@@ -84,6 +84,16 @@ def query(dsn, sql, parameters=None):
     return rows
 
 
+def ids_taken(dsn, table):
+    """Given a DSN and a table with a serial `id`, return how far its sequence has gone (0: untouched).
+
+    Reading a sequence is not transactional, so this sees what any session took, committed or not.
+    """
+    sequence = query(dsn, "SELECT pg_get_serial_sequence(%s, 'id')", (table,))[0][0]
+    last_value, is_called = query(dsn, f"SELECT last_value, is_called FROM {sequence}")[0]  # noqa: S608
+    return last_value if is_called else last_value - 1
+
+
 def run_cli(*arguments, env=None, input=None):
     """Given CLI arguments and extra env variables, run `wombat-collect` in-process via CliRunner.
 

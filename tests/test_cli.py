@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import query, run_cli, stored_prices, upbit_env
+from tests.conftest import ids_taken, query, run_cli, stored_prices, upbit_env
 from tests.fakes.upbit_server import (
     make_upbit_candles,
     make_upbit_markets,
@@ -94,6 +94,23 @@ def test_prices_second_run_rewrites_nothing(database, fake_upbit, three_markets)
     assert query(database, "SELECT id, xmin::text FROM pricedata ORDER BY id") == before
 
 
+def test_prices_rerun_spends_no_pricedata_id(database, fake_upbit, three_markets):
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("prices", "--exchange", "upbit", "--since", "2025-07-01", env=env).exit_code == 0
+    count = len(expected_rows(three_markets, since=SINCE))
+    assert ids_taken(database, "pricedata") == count
+    fake_upbit.set_candles("KRW-BTC", [{**candle, "candle_acc_trade_volume": candle["candle_acc_trade_volume"] + 1}
+                                       for candle in three_markets["KRW-BTC"]])
+    changed = len(expected_rows({"KRW-BTC": three_markets["KRW-BTC"]}, since=SINCE))
+
+    result = run_cli("prices", "--exchange", "upbit", "--since", "2025-07-01", env=env)
+
+    assert result.exit_code == 0, result.output
+    assert f"{count:,} rows (0 new, {changed:,} updated, {count - changed:,} unchanged)" in result.stdout
+    assert ids_taken(database, "pricedata") == count
+    assert query(database, "SELECT count(*), max(id) FROM pricedata") == [(count, count)]
+
+
 def test_prices_with_no_symbols_collects_the_listing_first(database, fake_upbit, three_markets):
     result = run_cli("prices", "--exchange", "upbit", "--days-back", "7", env=upbit_env(database, fake_upbit))
     assert result.exit_code == 0, result.output
@@ -124,6 +141,18 @@ def test_prices_include_open_stores_then_overwrites_the_running_candle(database,
     assert "1 updated" in result.stdout
     today_row = [row for row in stored_prices(database) if row[0] == "BTC/KRW" and row[1].date() == TODAY]
     assert today_row[0][5] == running["high_price"]
+
+
+def test_symbols_unchanged_run_spends_no_symbol_id(database, fake_upbit, three_markets):
+    env = upbit_env(database, fake_upbit)
+    assert run_cli("symbols", "--exchange", "upbit", env=env).exit_code == 0
+    assert (ids_taken(database, "symbol"), ids_taken(database, "exchange")) == (3, 1)
+
+    result = run_cli("symbols", "--exchange", "upbit", env=env)
+
+    assert result.exit_code == 0, result.output
+    assert "3 rows (0 new" in result.stdout
+    assert (ids_taken(database, "symbol"), ids_taken(database, "exchange")) == (3, 1)
 
 
 def test_symbols_marks_a_dropped_market_inactive_and_reactivates_it(database, fake_upbit, three_markets):

@@ -8,7 +8,7 @@ from decimal import Decimal
 import psycopg2
 import pytest
 
-from tests.conftest import query, run_cli, upbit_env
+from tests.conftest import ids_taken, query, run_cli, upbit_env
 from tests.fakes.kis_server import FakeKis
 from tests.fakes.upbit_server import FakeUpbit, make_upbit_candles
 from tests.kis_support import MASTERS, install_masters, install_prices, kis_env
@@ -110,6 +110,38 @@ def test_collect_quotes_unchanged_quote_is_not_rewritten(database, upbit, upbit_
     assert rows["BTC/KRW"][6] == datetime(2024, 8, 22, 7, 16, 39, tzinfo=timezone.utc)
     assert rows["DOGE/KRW"][6] == QUOTE_TIME  # unchanged, so not rewritten, so the old time
     assert quote_runs(database)[-1] == ("upbit", "succeeded", 4, 0, 0, 1, 3, 0, None)
+
+
+def test_collect_quotes_spends_realtime_prices_ids_only_for_new_rows(database, upbit, upbit_symbols):
+    query(database, "UPDATE symbol SET is_active = false WHERE symbol = 'DOGE/KRW' RETURNING id")
+    assert run_cli("quotes", "--exchange", "upbit", env=upbit_symbols).exit_code == 0
+    assert ids_taken(database, "realtime_prices") == 3
+    upbit.set_ticker("KRW-BTC", trade_price=82325000, timestamp=1724310999000)
+
+    assert run_cli("quotes", "--exchange", "upbit", env=upbit_symbols).exit_code == 0
+    assert run_cli("quotes", "--exchange", "upbit", env=upbit_symbols).exit_code == 0
+    assert ids_taken(database, "realtime_prices") == 3
+    query(database, "UPDATE symbol SET is_active = true WHERE symbol = 'DOGE/KRW' RETURNING id")
+    assert run_cli("quotes", "--exchange", "upbit", env=upbit_symbols).exit_code == 0
+
+    assert ids_taken(database, "realtime_prices") == 4
+    assert query(database, "SELECT r.id, s.symbol FROM realtime_prices r JOIN symbol s ON s.id = r.symbol_id"
+                           " ORDER BY r.id")[3] == (4, "DOGE/KRW")
+    assert [run[4:7] for run in quote_runs(database)] == [(3, 0, 0), (0, 1, 2), (0, 0, 3), (1, 0, 3)]
+
+
+def test_collect_quotes_with_the_id_sequence_at_its_end_still_updates_existing_quotes(database, upbit,
+                                                                                      upbit_symbols):
+    assert run_cli("quotes", "--exchange", "upbit", env=upbit_symbols).exit_code == 0
+    query(database, "SELECT setval('realtime_prices_id_seq', 2147483647 - 1)")
+    upbit.set_ticker("KRW-BTC", trade_price=82325000, timestamp=1724310999000)
+
+    result = run_cli("quotes", "--exchange", "upbit", env=upbit_symbols)
+
+    assert result.exit_code == 0, result.output
+    assert quote_rows(database)[0][1] == Decimal("82325000")
+    assert quote_runs(database)[-1] == ("upbit", "succeeded", 4, 0, 0, 1, 3, 0, None)
+    assert ids_taken(database, "realtime_prices") == 2147483646
 
 
 def test_collect_quotes_symbol_missing_from_the_answer_keeps_its_old_row(database, upbit, upbit_symbols):

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.conftest import ids_taken
 from wombat_collect.db import store
 from wombat_collect.db.migrate import apply_migrations
 from wombat_collect.records import Candle, ExchangeInfo, SymbolRecord, UpsertCounts
@@ -50,6 +51,34 @@ def test_ensure_exchanges_never_modifies_an_existing_row(migrated):
         assert cursor.fetchall() == [("Renamed", False)]
 
 
+def test_ensure_exchanges_twice_spends_no_exchange_id(migrated):
+    connection, _ = migrated
+    assert ids_taken(connection.dsn, "exchange") == 1
+    with connection:
+        assert store.ensure_exchanges(connection, [UPBIT]) == {"upbit": 1}
+        assert store.ensure_exchanges(connection, [UPBIT]) == {"upbit": 1}
+    assert ids_taken(connection.dsn, "exchange") == 1
+    with connection:
+        both = store.ensure_exchanges(connection, [UPBIT, ExchangeInfo("krx", "KRX", None, None)])
+    assert (both, ids_taken(connection.dsn, "exchange")) == ({"upbit": 1, "krx": 2}, 2)
+
+
+def test_upsert_symbols_spends_ids_only_for_inserted_rows(migrated):
+    connection, exchange_id = migrated
+    with connection:
+        store.upsert_symbols(connection, exchange_id, [symbol_record("BTC/KRW"), symbol_record("ETH/KRW")])
+    assert ids_taken(connection.dsn, "symbol") == 2
+    with connection:
+        unchanged = store.upsert_symbols(connection, exchange_id, [symbol_record("BTC/KRW"), symbol_record("ETH/KRW")])
+    assert (unchanged, ids_taken(connection.dsn, "symbol")) == (UpsertCounts(0, 0, 2), 2)
+    with connection:
+        mixed = store.upsert_symbols(connection, exchange_id, [symbol_record("BTC/KRW", market="KRW2"),
+                                                               symbol_record("ETH/KRW"), symbol_record("XRP/KRW")])
+    assert (mixed, ids_taken(connection.dsn, "symbol")) == (UpsertCounts(1, 1, 1), 3)
+    assert [(item.id, item.symbol, item.market) for item in store.stored_symbols(connection, exchange_id)] == [
+        (1, "BTC/KRW", "KRW2"), (2, "ETH/KRW", "KRW"), (3, "XRP/KRW", "KRW")]
+
+
 def test_upsert_symbols_counts_insert_update_and_no_op(migrated):
     connection, exchange_id = migrated
     with connection:
@@ -76,6 +105,42 @@ def test_upsert_candles_counts_insert_update_and_no_op(migrated, symbol_id):
     assert inserted == (UpsertCounts(2, 0, 0), [])
     assert unchanged == (UpsertCounts(0, 0, 2), [])
     assert updated == (UpsertCounts(0, 1, 1), [datetime(2025, 7, 2, tzinfo=timezone.utc)])
+
+
+def test_upsert_candles_spends_ids_only_for_inserted_rows(migrated, symbol_id):
+    connection, _ = migrated
+    with connection:
+        store.upsert_candles(connection, symbol_id, [candle(1), candle(2)])
+    assert ids_taken(connection.dsn, "pricedata") == 2
+    with connection:
+        unchanged = store.upsert_candles(connection, symbol_id, [candle(1), candle(2)])
+    assert (unchanged, ids_taken(connection.dsn, "pricedata")) == ((UpsertCounts(0, 0, 2), []), 2)
+    with connection:
+        counts, _ = store.upsert_candles(connection, symbol_id, [candle(1), candle(2, close="101"), candle(3),
+                                                                 candle(4)])
+    assert (counts, ids_taken(connection.dsn, "pricedata")) == (UpsertCounts(2, 1, 1), 4)
+    assert query_ids(connection) == [(1, 1), (2, 2), (3, 3), (4, 4)]
+
+
+def query_ids(connection):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, extract(day FROM timestamp AT TIME ZONE 'UTC')::int FROM pricedata ORDER BY id")
+        return cursor.fetchall()
+
+
+def test_upsert_candles_values_rounded_on_storage_are_not_rewritten(migrated, symbol_id):
+    connection, _ = migrated
+    finer = candle(1, close="100.123456789", quote_volume="242634976840.024260004")
+    with connection:
+        store.upsert_candles(connection, symbol_id, [finer])
+    before = query_versions(connection)
+    with connection:
+        again = store.upsert_candles(connection, symbol_id, [finer])
+    assert again == (UpsertCounts(0, 0, 1), [])
+    assert query_versions(connection) == before
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT close_price::text, quote_volume::text FROM pricedata")
+        assert cursor.fetchall() == [("100.12345679", "242634976840.02426000")]
 
 
 def test_upsert_candles_unchanged_rows_are_not_rewritten(migrated, symbol_id):
