@@ -446,5 +446,5 @@ def test_collect_prices_days_back_stores_only_the_closed_weeks_it_reaches(databa
     result = collect_upbit_at(database, fake_upbit, ("1w",), now, Window("days_back", days=3))
     assert result.status == "succeeded", result.errors
     assert query(database, "SELECT timestamp FROM pricedata WHERE timeframe = '1w' ORDER BY 1") == weeks
-    ranges = query(database, "SELECT range_start, range_end FROM fetched_range")
+    ranges = query(database, "SELECT range_start, range_end FROM wombat_collect.fetched_range")
     assert ranges == ([(weeks[0][0], datetime(2026, 11, 23, tzinfo=timezone.utc))] if weeks else [])
