@@ -576,6 +576,16 @@ def test_crontab_quotes_kis_line_fires_only_during_krx_sessions_in_a_real_shell(
     assert fired == KIS_QUOTES_INSTANTS
 
 
+def outer_faketime_offset():
+    """Given this process's environment, return the seconds an outer `faketime -f +Ns` adds (0 if none).
+
+    An inner faketime replaces the outer one's FAKETIME, and both count from the real clock
+    (tests/run_at_dates.sh runs this file under one), so the inner offset must include the outer.
+    """
+    match = re.fullmatch(r"([+-]\d+)s?", os.environ.get("FAKETIME", ""))
+    return int(match.group(1)) if match else 0
+
+
 @pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime is not installed")
 @pytest.mark.parametrize("utc_time, fires", [("15:00:20", True), ("15:15:20", False),
                                              ("00:00:20", False)])
@@ -587,7 +597,7 @@ def test_crontab_symbols_guard_under_faketime(utc_time, fires):
     target = datetime.fromisoformat(f"{day}T{utc_time}+00:00")
     # A relative offset: libfaketime reads absolute times in each process's TZ,
     # and the guard runs date with TZ=Asia/Seoul.
-    offset = int(target.timestamp() - datetime.now(timezone.utc).timestamp())
+    offset = int(target.timestamp() - datetime.now(timezone.utc).timestamp()) + outer_faketime_offset()
     result = run(["faketime", "-f", f"{offset:+d}s", "/bin/sh", "-c", f"{guard} && echo fired"])
     assert (result.stdout == "fired\n") is fires, result.stdout + result.stderr
 
