@@ -30,7 +30,7 @@ from tests.conftest import query, stored_prices
 from tests.fakes.kis_server import FakeKis
 from tests.fakes.upbit_server import default_market_row, make_upbit_candles
 from tests.kis_support import MASTERS, expected_prices, install_masters
-from tests.ops_support import read_crontab, readme_code_blocks, readme_section
+from tests.ops_support import DEVELOPMENT_DOC, document_code_blocks, document_section, read_crontab
 from tests.test_cli import expected_rows
 from tests.test_units import cron_matches, guard_of, values
 
@@ -71,9 +71,9 @@ QUOTES_GUARD = re.compile(r'^\[ "\$\(TZ=(\S+) date \+\\%u\)" -le (\d) \] && '
 # The backend's variables (reference/containers.md), plus the KIS keys.
 BACKEND_VARIABLES = {"POSTGRES_SERVER", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD",
                      "SENTRY_DSN", "KIS_APP_KEY", "KIS_APP_SECRET"}
-# Peak RSS measured with /usr/bin/time -v against the fakes (README, "Kubernetes"):
+# Peak RSS measured with /usr/bin/time -v against the fakes (docs/deployment.md, "Kubernetes"):
 # the first `prices --exchange all` (365 days of 800 Upbit markets and 2,800 KIS
-# stocks), and the README's 3,000-day Upbit backfill ("Performance").
+# stocks), and the 3,000-day Upbit backfill of docs/performance.md.
 MEASURED_DAILY_PEAK_MIB = 62
 MEASURED_BACKFILL_PEAK_MIB = 82
 # The backend's stack as reference/containers.md describes it (junmanbo/wombat docker-compose.yml).
@@ -963,14 +963,14 @@ def test_cronjob_prices_pods_share_one_kis_token_through_the_claim(database, fak
     assert fake_kis.tokens_issued == 2
 
 
-# --- README "Changing the schedule": the container and Kubernetes examples ------------------
+# --- docs/development.md "Changing the schedule": the container and Kubernetes examples -----
 
-MOVED_JOBS = {**JOBS, "prices --exchange all": "01:30"}  # what every example of the README does
+MOVED_JOBS = {**JOBS, "prices --exchange all": "01:30"}  # what every example of docs/development.md does
 IMAGE_CRONTAB = "/etc/wombat-collect/crontab"  # where the image's supercronic reads its crontab (CMD)
 
 
 def test_readme_container_crontab_line_moves_prices_to_0130(tmp_path):
-    [line] = readme_code_blocks("Container crontab: a Compose override", "crontab")
+    [line] = document_code_blocks(DEVELOPMENT_DOC, "Container crontab: a Compose override", "crontab")
     [(schedule, command)] = [(job["schedule"], job["command"])
                              for job in read_crontab_text(tmp_path / "line", line, with_user=False)]
     original = SUPERCRONIC_CRONTAB.read_text(encoding="utf-8").splitlines()
@@ -983,9 +983,10 @@ def test_readme_container_crontab_line_moves_prices_to_0130(tmp_path):
 
 
 def test_readme_compose_override_mounts_the_changed_crontab_where_supercronic_reads_it():
-    [override] = [yaml.safe_load(block) for block in readme_code_blocks("Container crontab: a Compose override",
-                                                                       "yaml")]
-    [commands] = readme_code_blocks("Container crontab: a Compose override", "sh")
+    [override] = [yaml.safe_load(block) for block in document_code_blocks(DEVELOPMENT_DOC,
+                                                                         "Container crontab: a Compose override",
+                                                                         "yaml")]
+    [commands] = document_code_blocks(DEVELOPMENT_DOC, "Container crontab: a Compose override", "sh")
     project = merge(load_yaml(COMPOSE), override)
     mounts = project["services"]["wombat-collect"]["volumes"]
     [added] = [mount for mount in mounts if mount not in load_yaml(COMPOSE)["services"]["wombat-collect"]["volumes"]]
@@ -995,13 +996,13 @@ def test_readme_compose_override_mounts_the_changed_crontab_where_supercronic_re
     assert f"cp crontab/supercronic {source}" in commands
     assert f"$PWD/{source.removeprefix('./')}:{IMAGE_CRONTAB}:ro" in commands  # the same file is tested first
     assert "-f compose.yaml -f compose.override.yaml -f compose.schedule.yaml up -d" in commands
-    assert "`compose.schedule.yaml`:" in readme_section("Container crontab: a Compose override")
+    assert "`compose.schedule.yaml`:" in document_section(DEVELOPMENT_DOC, "Container crontab: a Compose override")
     state = [mount for mount in mounts if mount.startswith("wombat-collect-state:")]
     assert state == [f"wombat-collect-state:{STATE_DIR}"], "the state volume stays mounted"
 
 
 def test_readme_kubectl_patch_moves_the_prices_cronjob_to_0130():
-    [block] = readme_code_blocks("Kubernetes: kubectl patch", "sh")
+    [block] = document_code_blocks(DEVELOPMENT_DOC, "Kubernetes: kubectl patch", "sh")
     words = shlex.split(block)
     assert words[:3] == ["kubectl", "patch", "cronjob"] and "--type=merge" in words
     patch = json.loads(words[words.index("-p") + 1])
