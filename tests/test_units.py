@@ -45,7 +45,7 @@ BASE_MONDAY = datetime(2025, 3, 3, tzinfo=SEOUL)  # a Monday 00:00 in Seoul
 METRICS_DROP_IN = "metrics.conf"  # installed as wombat-collect-.service.d/metrics.conf (every service)
 PREFIX_DROP_IN_DIRECTORY = "wombat-collect-.service.d"
 TEXTFILE_DIRECTORY = "/var/lib/node_exporter/textfile_collector"
-MEASURED_PEAK_RSS_MIB = 82  # docs/deployment.md's largest measured peak (500 Upbit markets x 3,000 days)
+MEASURED_PEAK_RSS_MIB = 82  # docs/performance.md's largest measured peak (500 Upbit markets x 3,000 days)
 MEMORY_HEADROOM = 2  # MemoryMax= at least this many times the measured peak
 
 # Host zones with whole-hour, half-hour and 45-minute offsets, with and
