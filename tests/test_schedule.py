@@ -2,7 +2,7 @@
 
 The expected next runs are computed here without the command's own parsing:
 for the cron.d file with croniter on the container crontab's lines (which
-tests/test_containers.py proves fire the same instants), for the timers with
+tests/test_containers_crontab.py proves fire the same instants), for the timers with
 `systemd-analyze calendar` on each timer's OnCalendar= values. The timers are
 read through a stub `systemctl` that answers `list-timers` and `show` from the
 units as systemd itself loaded them (`systemd-analyze verify`, drop-ins applied):
@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.containers_support import command_arguments
 from tests.ops_support import DEVELOPMENT_DOC, document_code_blocks, read_crontab, run
-from tests.test_containers import command_arguments
 from tests.test_units import (
     CRONTAB,
     UNIT_DIRECTORY,
