@@ -1,5 +1,5 @@
 """Helpers for the ops tests: CLI subprocesses, waiting, a loopback ping server, slow fakes, crontab files,
-the README's examples."""
+the documents' examples."""
 
 import gzip
 import json
@@ -17,7 +17,7 @@ from tests.conftest import query
 from tests.fakes.upbit_server import CANDLES_PATH, make_upbit_candles
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-README = REPOSITORY / "README.md"
+DEVELOPMENT_DOC = REPOSITORY / "docs" / "development.md"  # "Changing the schedule", "Adding a job"
 CRON_FIELDS = ("minute", "hour", "day", "month", "weekday")
 TODAY = datetime.now(timezone.utc).date()
 SLOW = {"WOMBAT_WORKERS": "1"}
@@ -227,12 +227,12 @@ def read_crontab(path, with_user):
     return environment, jobs
 
 
-def readme_section(heading):
-    """Given a README heading's text (without the #s), return the section under it, up to the next heading
-    of the same or a higher level. Fail if there is no such heading."""
-    lines = README.read_text(encoding="utf-8").splitlines()
+def document_section(document, heading):
+    """Given a Markdown document and a heading's text (without the #s), return the section under it, up to the
+    next heading of the same or a higher level. Fail if there is no such heading."""
+    lines = document.read_text(encoding="utf-8").splitlines()
     starts = [index for index, line in enumerate(lines) if re.fullmatch(rf"(#+) {re.escape(heading)}", line)]
-    assert len(starts) == 1, f"README has {len(starts)} headings {heading!r}"
+    assert len(starts) == 1, f"{document.name} has {len(starts)} headings {heading!r}"
     level = len(lines[starts[0]].split()[0])
     section = []
     for line in lines[starts[0] + 1:]:
@@ -248,6 +248,8 @@ def in_code_block(lines):
     return sum(1 for line in lines if line.startswith("```")) % 2 == 1
 
 
-def readme_code_blocks(heading, language):
-    """Given a README heading and a fence language (```sh, ```ini, ...), return the contents of its blocks."""
-    return re.findall(rf"^```{re.escape(language)}\n(.*?)^```$", readme_section(heading), re.MULTILINE | re.DOTALL)
+def document_code_blocks(document, heading, language):
+    """Given a Markdown document, a heading and a fence language (```sh, ```ini, ...), return the contents of
+    the section's blocks."""
+    return re.findall(rf"^```{re.escape(language)}\n(.*?)^```$", document_section(document, heading),
+                      re.MULTILINE | re.DOTALL)

@@ -16,7 +16,7 @@ from tests.fakes.upbit_server import (
     make_upbit_minute_candles,
     make_upbit_period_candles,
 )
-from tests.ops_support import readme_code_blocks, table_exists, wait_for_settled, wait_until
+from tests.ops_support import DEVELOPMENT_DOC, document_code_blocks, table_exists, wait_for_settled, wait_until
 from wombat_collect.timeframes import period_start, utc_midnight
 
 TODAY = datetime.now(timezone.utc).date()
@@ -722,10 +722,11 @@ def test_prices_off_grid_candle_fails_that_series_naming_its_timeframe(database,
 
 
 def test_readme_adding_a_job_quotes_the_quotes_command_and_the_runner_as_they_are():
-    # README "Adding a job" shows the real code path: each of its Python blocks is in cli.py or ops/runner.py.
+    # docs/development.md "Adding a job" shows the real code path: each of its Python blocks is in cli.py or
+    # ops/runner.py.
     sources = [(REPOSITORY / "wombat_collect" / name).read_text(encoding="utf-8")
                for name in ("cli.py", "ops/runner.py")]
-    blocks = readme_code_blocks("Adding a job", "python")
+    blocks = document_code_blocks(DEVELOPMENT_DOC, "Adding a job", "python")
     assert len(blocks) == 3
     for block in blocks:
         assert any(block in source for source in sources), block

@@ -20,7 +20,7 @@ import pytest
 from tests.fakes.kis_server import FakeKis, make_kis_rows
 from tests.fakes.upbit_server import FakeUpbit, default_market_row, make_upbit_candles
 from tests.kis_support import install_masters
-from tests.ops_support import readme_section
+from tests.ops_support import DEVELOPMENT_DOC, document_section
 from wombat_collect.collectors import CONTRACT, EXCHANGE_CODES, load_collector
 from wombat_collect.config import load_settings
 from wombat_collect.errors import SymbolNotFound
@@ -196,5 +196,5 @@ def test_fetch_candles_of_an_unknown_symbol_raises_not_found_or_yields_no_candle
 
 def test_readme_adding_an_exchange_shows_the_contract_as_it_is():
     rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
-            for line in readme_section("Adding an exchange").splitlines() if line.startswith("| `")]
+            for line in document_section(DEVELOPMENT_DOC, "Adding an exchange").splitlines() if line.startswith("| `")]
     assert rows == [[f"`{part.name}`", part.kind, part.returns, part.raises] for part in CONTRACT]

@@ -1,6 +1,6 @@
 """The HTTP client's fault handling, and the fault matrix of both exchanges through the real CLI.
 
-Decisions (the README's fault table is built from the matrix below):
+Decisions (docs/reliability.md's fault table is built from the matrix below):
 - A fault that goes away within the retries (5xx bursts, unreadable or cut
   answers, resets, timeouts, 429 / EGW00201 storms) costs nothing: exit 0, every row.
 - A fault that persists fails that symbol only, with the reason on stderr and

@@ -1,4 +1,5 @@
-"""No dangling references: every repository path that the units, the crontab and the README name exists.
+"""No dangling references: every repository path that the units, the crontab, the README and the docs name
+exists, every section they name is a heading of the document named, and every Markdown link resolves.
 
 A relative path is taken to name a file of this repository when it starts with
 one of the repository's top-level names (`systemd/`, `tests/`, ...), with a
@@ -17,8 +18,8 @@ import pytest
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 PACKAGE = REPOSITORY / "wombat_collect"
-DOCUMENTS = sorted([REPOSITORY / "README.md", *(REPOSITORY / "systemd").iterdir(),
-                    *(REPOSITORY / "crontab").iterdir()])
+MARKDOWN = sorted([REPOSITORY / "README.md", *(REPOSITORY / "docs").glob("*.md")])
+DOCUMENTS = sorted([*MARKDOWN, *(REPOSITORY / "systemd").iterdir(), *(REPOSITORY / "crontab").iterdir()])
 CONVENTIONAL_DIRECTORIES = {"docs", "doc", "k8s", "deploy", "scripts", "examples", "contrib", "packaging", "helm",
                             "charts", "debian", "ansible", "etc"}
 # A relative path: segments joined by "/", starting after a space, quote, bracket or line start
@@ -26,8 +27,11 @@ CONVENTIONAL_DIRECTORIES = {"docs", "doc", "k8s", "deploy", "scripts", "examples
 RELATIVE_PATH = re.compile(r"(?:(?<=^)|(?<=[\s`'\"(\[=]))([\w*-][\w.*-]*(?:/[\w.*-]+)*/?)(?=[\s`'\")\],;:]|$)",
                            re.MULTILINE)
 FILE_EXTENSION = re.compile(r"\.[a-z][a-z0-9]{0,7}$")
-README_SECTION = re.compile(r'README\.md, section "([^"]+)"')
-README_HEADING = re.compile(r"^#{1,6} (.+)$", re.MULTILINE)
+DOCUMENT_SECTION = re.compile(r'((?:docs/)?[\w-]+\.md), section "([^"]+)"')
+HEADING = re.compile(r"^#{1,6} (.+)$", re.MULTILINE)
+# A Markdown link to a file of this repository or to a heading: [text](target) or [text](target#anchor).
+MARKDOWN_LINK = re.compile(r"\]\((?!https?://|mailto:)([^)\s#]*)(?:#([^)\s]+))?\)")
+FENCE = re.compile(r"^```.*?^```$", re.MULTILINE | re.DOTALL)
 
 
 def top_level_names(directory):
@@ -66,11 +70,54 @@ def test_every_repository_path_a_document_names_exists(document):
     assert [path for path in named if not exists_in_repository(path)] == []
 
 
+def headings(document):
+    """Given a Markdown document, return the texts of its headings (without the #s), outside code blocks."""
+    return HEADING.findall(FENCE.sub("", document.read_text(encoding="utf-8")))
+
+
+def anchor(heading):
+    """Given a heading's text, return its anchor as GitHub makes it: lowercase, punctuation dropped, spaces as -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(document):
+    """Given a Markdown document, return the anchors of its headings (a repeated one gets -1, -2, ...)."""
+    found = []
+    for heading in headings(document):
+        base = anchor(heading)
+        found.append(base if base not in found else f"{base}-{sum(1 for each in found if each == base)}")
+    return set(found)
+
+
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(REPOSITORY)))
-def test_every_readme_section_a_document_names_exists(document):
-    headings = set(README_HEADING.findall((REPOSITORY / "README.md").read_text(encoding="utf-8")))
-    named = README_SECTION.findall(document.read_text(encoding="utf-8").replace("\n# ", " "))
-    assert [section for section in named if section not in headings] == []
+def test_every_section_a_document_names_exists(document):
+    named = DOCUMENT_SECTION.findall(document.read_text(encoding="utf-8").replace("\n# ", " "))
+    assert [(name, section) for name, section in named
+            if not (REPOSITORY / name).is_file() or section not in headings(REPOSITORY / name)] == []
+
+
+@pytest.mark.parametrize("document", MARKDOWN, ids=lambda path: str(path.relative_to(REPOSITORY)))
+def test_every_link_a_document_makes_resolves(document):
+    text = FENCE.sub("", document.read_text(encoding="utf-8"))
+    broken = []
+    for target, fragment in MARKDOWN_LINK.findall(text):
+        linked = (document.parent / target).resolve() if target else document
+        if not linked.exists() or (fragment and (linked.suffix != ".md" or fragment not in anchors(linked))):
+            broken.append(f"{target}#{fragment}" if fragment else target)
+    assert broken == []
+
+
+def test_every_doc_is_linked_from_the_readme():
+    links = {target for target, _ in MARKDOWN_LINK.findall((REPOSITORY / "README.md").read_text(encoding="utf-8"))}
+    assert [path.name for path in (REPOSITORY / "docs").glob("*.md") if f"docs/{path.name}" not in links] == []
+
+
+def test_anchor_is_the_one_github_makes():
+    assert anchor("Quotes (realtime_prices)") == "quotes-realtime_prices"
+    assert anchor("Run history: the `wombat_collect.collect_run` table") == \
+        "run-history-the-wombat_collectcollect_run-table"
+    assert anchor("`--exchange all`") == "--exchange-all"
+    assert anchor("Migrating from the backend's scheduler") == "migrating-from-the-backends-scheduler"
 
 
 def test_repository_paths_finds_the_paths_a_text_names():

@@ -2,7 +2,7 @@
 
 The expected next runs are computed here without the command's own parsing:
 for the cron.d file with croniter on the container crontab's lines (which
-tests/test_containers.py proves fire the same instants), for the timers with
+tests/test_containers_crontab.py proves fire the same instants), for the timers with
 `systemd-analyze calendar` on each timer's OnCalendar= values. The timers are
 read through a stub `systemctl` that answers `list-timers` and `show` from the
 units as systemd itself loaded them (`systemd-analyze verify`, drop-ins applied):
@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.ops_support import read_crontab, readme_code_blocks, run
-from tests.test_containers import command_arguments
+from tests.containers_support import command_arguments
+from tests.ops_support import DEVELOPMENT_DOC, document_code_blocks, read_crontab, run
 from tests.test_units import (
     CRONTAB,
     UNIT_DIRECTORY,
@@ -225,7 +225,7 @@ def test_schedule_reads_the_systemd_timers_next_runs(now, host_zone, tmp_path):
 @needs_systemd_analyze
 def test_schedule_shows_the_readme_drop_in_moving_prices_to_0130(tmp_path):
     units = installed_units(tmp_path / "units")
-    [drop_in] = readme_code_blocks("systemd timers: a drop-in", "ini")
+    [drop_in] = document_code_blocks(DEVELOPMENT_DOC, "systemd timers: a drop-in", "ini")
     (units / PRICES_DROP_IN).parent.mkdir()
     (units / PRICES_DROP_IN).write_text(drop_in)
     result = schedule("--source", "systemd", "--now", NOW[0], env=stub_systemctl(tmp_path, units))

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.ops_support import read_crontab, readme_code_blocks
+from tests.ops_support import DEVELOPMENT_DOC, document_code_blocks, read_crontab
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 UNIT_DIRECTORY = REPOSITORY / "systemd"
@@ -45,7 +45,7 @@ BASE_MONDAY = datetime(2025, 3, 3, tzinfo=SEOUL)  # a Monday 00:00 in Seoul
 METRICS_DROP_IN = "metrics.conf"  # installed as wombat-collect-.service.d/metrics.conf (every service)
 PREFIX_DROP_IN_DIRECTORY = "wombat-collect-.service.d"
 TEXTFILE_DIRECTORY = "/var/lib/node_exporter/textfile_collector"
-MEASURED_PEAK_RSS_MIB = 82  # the README's largest measured peak (500 Upbit markets x 3,000 days)
+MEASURED_PEAK_RSS_MIB = 82  # docs/performance.md's largest measured peak (500 Upbit markets x 3,000 days)
 MEMORY_HEADROOM = 2  # MemoryMax= at least this many times the measured peak
 
 # Host zones with whole-hour, half-hour and 45-minute offsets, with and
@@ -602,7 +602,7 @@ def test_crontab_symbols_guard_under_faketime(utc_time, fires):
     assert (result.stdout == "fired\n") is fires, result.stdout + result.stderr
 
 
-# --- README "Changing the schedule": the systemd drop-in and the cron.d line -------------------
+# --- docs/development.md "Changing the schedule": the systemd drop-in and the cron.d line ------
 
 DROP_IN_HEADING = "systemd timers: a drop-in"
 MOVED_PRICES_UTC = "16:30"  # 01:30 Asia/Seoul, the day before in UTC
@@ -617,13 +617,14 @@ def install_prices_drop_in(directory, text):
 
 
 def test_readme_drop_in_is_made_with_systemctl_edit_of_the_prices_timer():
-    assert "systemctl edit wombat-collect-prices.timer" in readme_code_blocks(DROP_IN_HEADING, "sh")[0]
+    assert ("systemctl edit wombat-collect-prices.timer"
+            in document_code_blocks(DEVELOPMENT_DOC, DROP_IN_HEADING, "sh")[0])
 
 
 @needs_systemd_analyze
 @pytest.mark.parametrize("host_zone", ["UTC", "America/New_York", "Asia/Kolkata"])
 def test_readme_drop_in_moves_the_prices_timer_to_0130_seoul(host_zone, tmp_path):
-    [drop_in] = readme_code_blocks(DROP_IN_HEADING, "ini")
+    [drop_in] = document_code_blocks(DEVELOPMENT_DOC, DROP_IN_HEADING, "ini")
     directory = install_prices_drop_in(install_units(tmp_path), drop_in)
     result = run([SYSTEMD_ANALYZE, "verify", "./wombat-collect-prices.timer"], cwd=directory)
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
@@ -634,7 +635,7 @@ def test_readme_drop_in_moves_the_prices_timer_to_0130_seoul(host_zone, tmp_path
 
 @needs_systemd_analyze
 def test_readme_drop_in_without_the_empty_oncalendar_would_keep_0002_too(tmp_path):
-    [drop_in] = readme_code_blocks(DROP_IN_HEADING, "ini")
+    [drop_in] = document_code_blocks(DEVELOPMENT_DOC, DROP_IN_HEADING, "ini")
     directory = install_prices_drop_in(install_units(tmp_path), drop_in.replace("OnCalendar=\n", "", 1))
     assert sorted(effective_settings(directory, "wombat-collect-prices.timer")["OnCalendar"]) == [
         "*-*-* 00:02:00 Asia/Seoul", "*-*-* 01:30:00 Asia/Seoul"]
@@ -643,7 +644,7 @@ def test_readme_drop_in_without_the_empty_oncalendar_would_keep_0002_too(tmp_pat
 def test_readme_crond_line_moves_prices_to_0130_seoul_on_any_host_zone(tmp_path):
     from croniter import croniter
 
-    [line] = readme_code_blocks("cron.d: the guarded line", "crontab")
+    [line] = document_code_blocks(DEVELOPMENT_DOC, "cron.d: the guarded line", "crontab")
     (tmp_path / "wombat-collect").write_text(line, encoding="utf-8")
     _, [job] = read_crontab(tmp_path / "wombat-collect", with_user=True)
     [original] = [each for each in read_crontab(CRONTAB, with_user=True)[1] if job_stem(each) == job_stem(job)]
