@@ -458,12 +458,12 @@ def test_prices_unexpected_error_in_one_symbol_fails_that_symbol_only(database, 
 
 
 def test_cli_unexpected_error_outside_any_run_is_one_redacted_line(database, fake_upbit, monkeypatch):
-    from wombat_collect import jobs
+    from wombat_collect.jobs import database as jobs_database
 
     def broken(dsn, collectors):
         raise TypeError(f"cannot prepare {dsn}\nsecond line")
 
-    monkeypatch.setattr(jobs, "prepare_database", broken)
+    monkeypatch.setattr(jobs_database, "prepare_database", broken)
     result = run_cli("prices", "--exchange", "upbit", env=upbit_env(database, fake_upbit))
     assert result.exit_code == 1
     assert "Traceback" not in result.output
@@ -665,7 +665,7 @@ def stored_minutes(dsn):
 
 def test_prices_minute_backfill_killed_then_rerun_equals_an_uninterrupted_run(database, fake_upbit):
     from tests.fakes.upbit_server import GeneratedSeries, upbit_minute_row
-    from wombat_collect.jobs import CHUNK_CANDLES
+    from wombat_collect.jobs.streaming import CHUNK_CANDLES
 
     now = datetime.now(timezone.utc)
     since = now.date() - timedelta(days=10)

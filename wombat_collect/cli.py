@@ -583,7 +583,7 @@ def open_database(app, collectors):
     """Given collectors, return (dsn, {exchange code: id}) of a migrated database."""
     from wombat_collect.config import mask_dsn
     from wombat_collect.db.connection import resolve_dsn
-    from wombat_collect.jobs import prepare_database
+    from wombat_collect.jobs.database import prepare_database
 
     settings = app.settings()
     dsn = resolve_dsn(settings)

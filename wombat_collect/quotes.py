@@ -16,7 +16,7 @@ import time
 from wombat_collect.db import store
 from wombat_collect.db.connection import connect, database_errors, transaction
 from wombat_collect.errors import ExchangeError
-from wombat_collect.jobs import JobResult
+from wombat_collect.jobs.results import JobResult
 from wombat_collect.records import Quote
 from wombat_collect.validate import quote_problem
 
