@@ -722,9 +722,10 @@ def test_prices_off_grid_candle_fails_that_series_naming_its_timeframe(database,
 
 
 def test_readme_adding_a_job_quotes_the_quotes_command_and_the_runner_as_they_are():
-    # README "Adding a job" shows the real code path: each of its Python blocks is in cli.py or ops/runner.py.
+    # README "Adding a job" shows the real code path: each of its Python blocks is in cli.py, commands/collect.py
+    # (the quotes command's work) or ops/runner.py.
     sources = [(REPOSITORY / "wombat_collect" / name).read_text(encoding="utf-8")
-               for name in ("cli.py", "ops/runner.py")]
+               for name in ("cli.py", "commands/collect.py", "ops/runner.py")]
     blocks = readme_code_blocks("Adding a job", "python")
     assert len(blocks) == 3
     for block in blocks:
