@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.conftest import create_database, drop_database  # noqa: E402
 from wombat_collect import gaps  # noqa: E402
 from wombat_collect.collectors import load_collector  # noqa: E402
-from wombat_collect.jobs import prepare_database  # noqa: E402
+from wombat_collect.jobs.database import prepare_database  # noqa: E402
 
 LAST_DAY = date(2025, 12, 31)
 COUNT_SQL = "SELECT count(*) FROM pricedata WHERE timeframe = '1d' AND symbol_id = ANY(%s)"

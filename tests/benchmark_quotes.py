@@ -43,7 +43,7 @@ from wombat_collect import quotes  # noqa: E402
 from wombat_collect.collectors import kis, upbit  # noqa: E402
 from wombat_collect.config import load_settings  # noqa: E402
 from wombat_collect.db import store  # noqa: E402
-from wombat_collect.jobs import prepare_database  # noqa: E402
+from wombat_collect.jobs.database import prepare_database  # noqa: E402
 from wombat_collect.records import Quote  # noqa: E402
 
 UPBIT_RATE, KIS_RATE = 10, 18

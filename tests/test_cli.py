@@ -458,12 +458,12 @@ def test_prices_unexpected_error_in_one_symbol_fails_that_symbol_only(database, 
 
 
 def test_cli_unexpected_error_outside_any_run_is_one_redacted_line(database, fake_upbit, monkeypatch):
-    from wombat_collect import jobs
+    from wombat_collect.jobs import database as jobs_database
 
     def broken(dsn, collectors):
         raise TypeError(f"cannot prepare {dsn}\nsecond line")
 
-    monkeypatch.setattr(jobs, "prepare_database", broken)
+    monkeypatch.setattr(jobs_database, "prepare_database", broken)
     result = run_cli("prices", "--exchange", "upbit", env=upbit_env(database, fake_upbit))
     assert result.exit_code == 1
     assert "Traceback" not in result.output
@@ -665,7 +665,7 @@ def stored_minutes(dsn):
 
 def test_prices_minute_backfill_killed_then_rerun_equals_an_uninterrupted_run(database, fake_upbit):
     from tests.fakes.upbit_server import GeneratedSeries, upbit_minute_row
-    from wombat_collect.jobs import CHUNK_CANDLES
+    from wombat_collect.jobs.streaming import CHUNK_CANDLES
 
     now = datetime.now(timezone.utc)
     since = now.date() - timedelta(days=10)
@@ -722,10 +722,10 @@ def test_prices_off_grid_candle_fails_that_series_naming_its_timeframe(database,
 
 
 def test_readme_adding_a_job_quotes_the_quotes_command_and_the_runner_as_they_are():
-    # docs/development.md "Adding a job" shows the real code path: each of its Python blocks is in cli.py or
-    # ops/runner.py.
+    # docs/development.md "Adding a job" shows the real code path: each of its Python blocks is in cli.py,
+    # commands/collect.py (the quotes command's work) or ops/runner.py.
     sources = [(REPOSITORY / "wombat_collect" / name).read_text(encoding="utf-8")
-               for name in ("cli.py", "ops/runner.py")]
+               for name in ("cli.py", "commands/collect.py", "ops/runner.py")]
     blocks = document_code_blocks(DEVELOPMENT_DOC, "Adding a job", "python")
     assert len(blocks) == 3
     for block in blocks:

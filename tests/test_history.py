@@ -25,7 +25,7 @@ from tests.ops_support import (
     wait_until,
 )
 from wombat_collect.config import mask_dsn
-from wombat_collect.jobs import JobResult, PriceOptions
+from wombat_collect.jobs.results import JobResult, PriceOptions
 from wombat_collect.logging_setup import register_secret
 from wombat_collect.ops import history
 from wombat_collect.ops.signals import SignalGuard

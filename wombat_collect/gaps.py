@@ -9,10 +9,10 @@ the missing ranges reach Python.
 
 `--repair` asks the exchange for each range (collector.fetch_candles from the
 stored candle just before the range to the range's end) and stores what it
-returns through the prices path (jobs.sort_candle, jobs.write_candles). An
+returns through the prices path (jobs.streaming.sort_candle, write_candles). An
 answer that reaches back past the range's start proves that what it lacks
 does not exist: those periods are recorded in confirmed_empty, which later
-scans and repairs skip (unless --recheck). Flow: cli -> gaps -> collectors
+scans and repairs skip (unless --recheck). Flow: cli -> commands -> gaps -> collectors
 and db (SQL in db/sql/gaps.sql).
 """
 

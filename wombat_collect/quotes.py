@@ -1,7 +1,7 @@
 """The quotes job: the latest quote of every active symbol into `realtime_prices`.
 
-Like jobs.py, it takes a collector module (see collectors/__init__.py), an
-HttpClient and a DSN, and never branches on the exchange. Flow: cli -> quotes
+Like the prices job (jobs/), it takes a collector module (see collectors/__init__.py), an
+HttpClient and a DSN, and never branches on the exchange. Flow: cli -> commands -> quotes
 -> collectors (fetch_quotes) and db/store (one upsert statement per run).
 
 A run fails only when the exchange could not be read (or the database could
@@ -16,7 +16,7 @@ import time
 from wombat_collect.db import store
 from wombat_collect.db.connection import connect, database_errors, transaction
 from wombat_collect.errors import ExchangeError
-from wombat_collect.jobs import JobResult
+from wombat_collect.jobs.results import JobResult
 from wombat_collect.records import Quote
 from wombat_collect.validate import quote_problem
 

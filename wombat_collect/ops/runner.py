@@ -34,7 +34,7 @@ from wombat_collect.errors import (
     WombatError,
     describe_unexpected,
 )
-from wombat_collect.jobs import JobResult
+from wombat_collect.jobs.results import JobResult
 from wombat_collect.ops import history, locks, metrics, monitor, signals
 
 SEOUL = timezone(timedelta(hours=9), "KST")  # Asia/Seoul has had no daylight saving time since 1988
