@@ -20,7 +20,6 @@ import pytest
 import requests
 
 from tests.conftest import run_cli
-from tests.fakes.common import HOSTILE_MESSAGE
 from tests.fakes.kis_server import FakeKis
 from tests.fakes.upbit_server import FakeUpbit, make_upbit_candles
 from tests.fault_support import (
@@ -47,7 +46,7 @@ from wombat_collect.collectors import kis, kis_master, upbit
 from wombat_collect.collectors.kis_token import TokenUnavailable
 from wombat_collect.config import load_settings
 from wombat_collect.errors import ExchangeError
-from wombat_collect.http import MAX_JSON_BYTES, ExchangeUnreachable, HttpClient, display_url, flatten, parse_json
+from wombat_collect.http import MAX_JSON_BYTES, ExchangeUnreachable, HttpClient
 from wombat_collect.ratelimit import THROTTLED_MARGIN_STEP, RateLimiter
 
 TIMEOUT = "4"  # WOMBAT_HTTP_TIMEOUT of the matrix runs: ample for an answer on a busy machine
@@ -321,22 +320,6 @@ def test_request_json_deeply_nested_json_is_a_non_json_answer(fake_upbit):
     assert str(raised.value).endswith("… (gave up after retries)")
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("[" * 100_000 + "]" * 100_000, None),
-    ("[1" + "0" * 5000 + "]", None),
-    ('{"price": 1e99999999999999999999}', {"price": "NaN"}),
-    ('{"price": 1.5e3}', {"price": "1.5E+3"}),
-], ids=["deep", "long_integer", "huge_exponent", "decimal"])
-def test_parse_json_never_raises(text, expected):
-    parsed = parse_json(text)
-    assert (parsed if parsed is None else {key: str(value) for key, value in parsed.items()}) == expected
-
-
-def test_flatten_leaves_no_control_character_and_masks_secrets():
-    assert flatten(HOSTILE_MESSAGE) == "bad request <0>wombat: FORGED EMERGENCY [31mred next line"
-    assert flatten("a\tb\u202ec\x7fd  e\n") == "a b c d e"
-
-
 def test_request_json_hostile_error_message_stays_on_one_line(fake_upbit):
     fake_upbit.inject("hostile_message")
     with pytest.raises(ExchangeError) as raised:
@@ -360,12 +343,6 @@ def test_request_json_hostile_kis_messages_stay_on_one_line(tmp_path):
     flat = "bad request <0>wombat: FORGED EMERGENCY [31mred next line"
     assert str(token_error.value) == f"kis token: HTTP 400: EGW00101 {flat}"
     assert str(price_error.value) == f"kis: HTTP 400: OPSQ0002 {flat}"
-
-
-def test_display_url_drops_userinfo_and_query():
-    assert display_url("https://user:secret@example.com:8443/common/master?key=1#x") == \
-        "https://example.com:8443/common/master"
-    assert display_url("http://u:p@[::1]:80") == "http://[::1]:80"
 
 
 def test_request_json_unreachable_message_hides_userinfo():

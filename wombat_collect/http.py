@@ -2,23 +2,22 @@
 
 Collectors differ only in how they read an answer: each passes a `classify`
 function that turns (status, payload, text) into a Verdict. Everything else
-(when to retry, how long to back off, when to stop) is decided here.
+(when to retry, how long to back off, when to stop) is decided here. Reading
+a body (size cap, deadline, charset) lives in http_body.py; making exchange
+text safe to show (JSON, one masked line, URLs) in http_text.py.
 """
 
 import enum
-import json
 import logging
 import random
-import re
 import threading
 import time
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from urllib.parse import urljoin, urlsplit
 
 from wombat_collect import __version__
 from wombat_collect.errors import ExchangeBlocked, ExchangeError, SymbolNotFound, TokenExpired
-from wombat_collect.logging_setup import redact
+from wombat_collect.http_body import DeadlinePassed, RefusedAnswer, decode_text, read_capped, redirect_problem
+from wombat_collect.http_text import display_url, flatten, parse_json, snippet
 
 USER_AGENT = f"wombat-collect/{__version__}"
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -26,12 +25,8 @@ MAX_TRANSIENT_RETRIES = 4
 MAX_THROTTLE_RETRIES = 8
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 10.0
-SNIPPET_LENGTH = 80
 MAX_JSON_BYTES = 8 * 1024 * 1024  # the largest API answer read; real pages are under 100 KB
-READ_CHUNK_BYTES = 64 * 1024  # a body is read at most this much at a time
 DEADLINE_FACTOR = 2  # a whole answer must arrive within this many read timeouts of sending the request
-CONTROL_CHARACTERS = re.compile(  # C0, DEL, C1, zero-width and bidi controls, line/paragraph separators
-    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 UNREACHABLE_AFTER_GIVE_UPS = 3  # requests in a row that never got any answer: the exchange is down
 NETWORK_REASONS = (  # (text in the exception, what the operator reads), first match wins
     ("Connection refused", "connection refused"),
@@ -77,144 +72,6 @@ class Answer:
     text: str
     content_type: str
     date: str | None = None  # the HTTP Date header: the server's clock (`wombat-collect check`)
-
-
-class RefusedAnswer(Exception):
-    """An answer that must not be read or retried (a redirect, or a body over the size cap)."""
-
-
-class DeadlinePassed(Exception):
-    """An attempt still receiving its answer at its total deadline (a server trickling bytes)."""
-
-
-def parse_json(text):
-    """Given a body, return its JSON with numbers as Decimal, or None if it cannot be parsed at all.
-
-    Any parse failure counts as "not JSON": malformed text, nesting too deep
-    (RecursionError), an integer too long to convert. A decimal number Decimal
-    cannot hold (an exponent beyond its range) becomes Decimal('NaN'), so the
-    collectors reject that one value instead of the whole answer.
-    """
-    try:
-        return json.loads(text, parse_float=decimal_or_nan)
-    except (ValueError, ArithmeticError, RecursionError):
-        return None
-
-
-def decimal_or_nan(text):
-    """Given a JSON number's text, return it as a Decimal, or Decimal('NaN') if out of Decimal's range."""
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        return Decimal("NaN")
-
-
-def flatten(text):
-    """Given text from an exchange, return it masked and on one line for a log line, an error or the history.
-
-    Known secrets are masked; control characters become spaces and runs of
-    white space collapse to one. Newlines, carriage returns, NUL, escape
-    sequences, other C0/C1 controls and Unicode line separators can then
-    neither forge a log line (journald's `<0>` priority prefix) nor garble a
-    terminal.
-    """
-    return " ".join(CONTROL_CHARACTERS.sub(" ", redact(str(text))).split())
-
-
-def snippet(text):
-    """Given a body, return its start on one line for an error message, known secrets masked.
-
-    Masked before it is cut: a secret cut in half would no longer be recognised later.
-    """
-    flat = flatten(text)
-    return flat[:SNIPPET_LENGTH] + ("…" if len(flat) > SNIPPET_LENGTH else "")
-
-
-def display_url(url):
-    """Given a URL, return it for a message: scheme, host, port and path, without userinfo or query."""
-    try:
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<unparsable URL>"
-    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or ""
-    return flatten(f"{parts.scheme}://{host}{port}{parts.path}")
-
-
-def redirect_problem(response, url):
-    """Given a 3xx answer and the URL asked, return why it is refused, naming only the target host."""
-    location = response.headers.get("Location")
-    if not location:
-        return f"HTTP {response.status_code} redirect without a target refused (redirects are never followed)"
-    try:
-        target = urlsplit(urljoin(url, location))
-        host = target.hostname or "?"
-        port = f":{target.port}" if target.port else ""
-    except ValueError:
-        host, port = "an unparsable address", ""
-    return f"HTTP {response.status_code} redirect to {flatten(host)}{port} refused (redirects are never followed)"
-
-
-def read_capped(response, limit, deadline, read_timeout):
-    """Given a streamed answer, return its body once complete.
-
-    Raise RefusedAnswer if it is (or declares to be) larger than `limit` bytes,
-    DeadlinePassed if it is not complete by `deadline` (time.monotonic()), and
-    the requests exception matching a network error while reading.
-    """
-    import requests
-
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise RefusedAnswer(f"answer of {int(declared):,} bytes is over the {limit:,}-byte cap (refused)")
-    chunks, size = [], 0
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise DeadlinePassed
-        try:
-            chunk = _read_chunk(response, min(read_timeout, left))
-        except requests.exceptions.ReadTimeout:
-            if time.monotonic() >= deadline:
-                raise DeadlinePassed from None
-            raise
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            raise RefusedAnswer(f"answer is over the {limit:,}-byte cap (refused)")
-        chunks.append(chunk)
-
-
-def decode_text(content, encoding):
-    """Given a body and the charset its headers name (or None), return it as text (UTF-8 if unnamed or unknown)."""
-    try:
-        return content.decode(encoding or "utf-8", errors="replace")
-    except LookupError:
-        return content.decode("utf-8", errors="replace")
-
-
-def _read_chunk(response, timeout):
-    """Given a streamed answer, return its next bytes (b"" at the end), waiting at most `timeout` for them.
-
-    urllib3's errors become the requests exceptions requests itself raises for them.
-    """
-    import requests
-    import urllib3
-
-    connection = response.raw.connection
-    if connection is not None and connection.sock is not None:
-        connection.sock.settimeout(timeout)  # reset by urllib3 for the next request on this connection
-    try:
-        return response.raw.read1(READ_CHUNK_BYTES, decode_content=True)
-    except urllib3.exceptions.ReadTimeoutError as error:
-        raise requests.exceptions.ReadTimeout(error) from None
-    except urllib3.exceptions.SSLError as error:
-        raise requests.exceptions.SSLError(error) from None
-    except urllib3.exceptions.ProtocolError as error:
-        raise requests.exceptions.ChunkedEncodingError(error) from None
-    except urllib3.exceptions.DecodeError as error:
-        raise requests.exceptions.ContentDecodingError(error) from None
 
 
 def backoff_seconds(attempt, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_CAP_SECONDS):

@@ -29,7 +29,8 @@ from wombat_collect.collectors.kis_token import (
 )
 from wombat_collect.collectors.paging import check_page_budget, page_budget
 from wombat_collect.errors import ExchangeError
-from wombat_collect.http import HttpClient, Verdict, flatten, snippet
+from wombat_collect.http import HttpClient, Verdict
+from wombat_collect.http_text import flatten, snippet
 from wombat_collect.ratelimit import RateLimiter
 from wombat_collect.records import Candle, Covered, ExchangeInfo, Quote, RejectedCandle, RejectedQuote
 from wombat_collect.timeframes import DAILY, next_start, period_start, utc_midnight

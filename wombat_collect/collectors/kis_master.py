@@ -11,7 +11,7 @@ import zipfile
 import zlib
 
 from wombat_collect.errors import ExchangeError
-from wombat_collect.http import flatten
+from wombat_collect.http_text import flatten
 from wombat_collect.records import SymbolRecord
 
 MASTER_FILES = {"KOSPI": "kospi_code.mst.zip", "KOSDAQ": "kosdaq_code.mst.zip", "KONEX": "konex_code.mst.zip"}

@@ -29,7 +29,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from wombat_collect.errors import AuthenticationError, ConfigError, ExchangeBlocked, ExchangeError
-from wombat_collect.http import Verdict, flatten, snippet
+from wombat_collect.http import Verdict
+from wombat_collect.http_text import flatten, snippet
 from wombat_collect.logging_setup import register_secret
 
 TOKEN_PATH = "/oauth2/tokenP"  # noqa: S105 - a URL path, not a password

@@ -12,7 +12,8 @@ from decimal import Decimal
 from wombat_collect.collectors import chunks, map_concurrently
 from wombat_collect.collectors.paging import check_moved_back, check_page_budget, page_budget
 from wombat_collect.errors import ExchangeError
-from wombat_collect.http import HttpClient, Verdict, flatten, snippet
+from wombat_collect.http import HttpClient, Verdict
+from wombat_collect.http_text import flatten, snippet
 from wombat_collect.ratelimit import RateLimiter
 from wombat_collect.records import (
     Candle,

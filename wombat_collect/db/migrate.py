@@ -7,7 +7,7 @@ from pathlib import Path
 from wombat_collect.db.connection import transaction
 from wombat_collect.db.queries import statement
 from wombat_collect.errors import DatabaseError, SchemaError
-from wombat_collect.ops.locks import wait_for
+from wombat_collect.waiting import wait_for
 
 MIGRATION_DIRECTORY = Path(__file__).with_name("migrations")
 MIGRATION_NAME = re.compile(r"^(\d{4})\.([\w-]+)\.sql$")

@@ -23,14 +23,13 @@ import hashlib
 import logging
 import os
 import stat
-import time
 
 from wombat_collect.db.queries import statement
 from wombat_collect.errors import ConfigError, LockBusy
+from wombat_collect.waiting import wait_for
 
 LOCK_FILE_NAME = "wombat-collect-{job}-{exchange}.lock"
 SYMBOLS_WAIT_SECONDS = 600  # `prices` waits this long at most for `symbols` of the same exchange
-POLL_SECONDS = 0.2
 LOCK_FILE_MODE = 0o644
 PRIVATE_DIRECTORY_NAME = "wombat-collect-{uid}"  # this user's subdirectory of a shared lock directory
 PRIVATE_DIRECTORY_MODE = 0o700
@@ -142,23 +141,6 @@ def try_flock(descriptor, operation):
             return False
         raise
     return True
-
-
-def wait_for(attempt, wait_seconds, check=None):
-    """Given attempt() -> bool, call it until it succeeds or wait_seconds pass.
-
-    Return True if it succeeded. check(), when given, runs between attempts
-    (it raises Interrupted when a signal arrived).
-    """
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        if attempt():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        if check:
-            check()
-        time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
 def read_holder(descriptor):

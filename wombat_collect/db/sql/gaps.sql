@@ -6,13 +6,36 @@
 -- '1 month', '300 seconds') and do the grid arithmetic in UTC. A scan first
 -- counts the candles in parallel aggregate passes and walks with lag() only
 -- what falls short of the periods (or trading periods) between its first and
--- newest candle: a block of about 128 periods of a series. Each returns, per
+-- newest candle: a block of about 128 periods of a series (the walk, `block_walk`,
+-- is the same in both). Each returns, per
 -- missing range: symbol_id, the stored
 -- candle just before it (previous), its first missing period (gap_start), the
 -- end of its last missing period (gap_end, exclusive) and how many periods
 -- (trading periods on a trading calendar) it misses. With %(since)s a range
 -- is cut to start there; ranges inside a wombat_collect.confirmed_empty row are left out
 -- unless %(recheck)s.
+
+-- fragment: block_walk
+-- The walk both scans share, put in after their CTEs `blocks` (each block of a series: symbol_id,
+-- first_candle, newest_candle) and `short` (the blocks to walk, the same columns): each candle
+-- (following) with the stored candle before it (previous, NULL for a series' first), across
+-- blocks and candle by candle inside the short blocks. Each scan unions the two itself: the Upbit
+-- scan keeps the NULLs in its union, which keeps its plan a merge (it sorts with them left out).
+across AS (
+    -- a gap between blocks: one block's newest candle and the next one's first
+    SELECT symbol_id, first_candle AS following,
+           lag(newest_candle) OVER (PARTITION BY symbol_id ORDER BY first_candle) AS previous
+      FROM blocks
+), inside AS (
+    -- each candle of a short block and the candle before it
+    SELECT short.symbol_id, walked.following, walked.previous
+      FROM short
+     CROSS JOIN LATERAL (
+           SELECT p."timestamp" AS following, lag(p."timestamp") OVER (ORDER BY p."timestamp") AS previous
+             FROM pricedata p
+            WHERE p.symbol_id = short.symbol_id AND p.timeframe = %(timeframe)s
+              AND p."timestamp" BETWEEN short.first_candle AND short.newest_candle) AS walked
+)
 
 -- name: gaps_every_period
 -- A market that trades every period (Upbit): every period between two candles is missing.
@@ -24,10 +47,6 @@ WITH blocks AS (
       FROM pricedata
      WHERE timeframe = %(timeframe)s AND symbol_id = ANY(%(ids)s::integer[])
      GROUP BY symbol_id, date_part('epoch', "timestamp")::bigint / %(block_seconds)s
-), across AS (
-    SELECT symbol_id, first_candle AS following,
-           lag(newest_candle) OVER (PARTITION BY symbol_id ORDER BY first_candle) AS previous
-      FROM blocks
 ), short AS (
     SELECT symbol_id, first_candle, newest_candle
       FROM blocks
@@ -37,15 +56,9 @@ WITH blocks AS (
                                    + extract(month FROM newest_candle AT TIME ZONE 'UTC')
                                    - extract(month FROM first_candle AT TIME ZONE 'UTC')) / %(months)s
                              ELSE extract(epoch FROM newest_candle - first_candle) / %(seconds)s END
-), inside AS (
-    SELECT short.symbol_id, walked.following, walked.previous
-      FROM short
-     CROSS JOIN LATERAL (
-           SELECT p."timestamp" AS following, lag(p."timestamp") OVER (ORDER BY p."timestamp") AS previous
-             FROM pricedata p
-            WHERE p.symbol_id = short.symbol_id AND p.timeframe = %(timeframe)s
-              AND p."timestamp" BETWEEN short.first_candle AND short.newest_candle) AS walked
-), pairs AS (
+),
+-- include: block_walk
+, pairs AS (
     SELECT symbol_id, following, previous FROM across
     UNION ALL
     SELECT symbol_id, following, previous FROM inside
@@ -151,21 +164,9 @@ WITH spans AS (
       JOIN calendar n ON n.period = b.newest_candle
       LEFT JOIN off_days o ON o.symbol_id = b.symbol_id AND o.block = b.block
      WHERE b.stored - coalesce(o.stored, 0) < n.ordinal - b.before_first
-), across AS (
-    -- a gap between blocks: one block's newest candle and the next one's first
-    SELECT symbol_id, first_candle AS following,
-           lag(newest_candle) OVER (PARTITION BY symbol_id ORDER BY first_candle) AS previous
-      FROM blocks
-), inside AS (
-    -- each candle of a short block and the candle before it
-    SELECT short.symbol_id, walked.following, walked.previous
-      FROM short
-     CROSS JOIN LATERAL (
-           SELECT p."timestamp" AS following, lag(p."timestamp") OVER (ORDER BY p."timestamp") AS previous
-             FROM pricedata p
-            WHERE p.symbol_id = short.symbol_id AND p.timeframe = %(timeframe)s
-              AND p."timestamp" BETWEEN short.first_candle AND short.newest_candle) AS walked
-), pairs AS (
+),
+-- include: block_walk
+, pairs AS (
     SELECT symbol_id, following, previous FROM across WHERE previous IS NOT NULL
     UNION ALL
     SELECT symbol_id, following, previous FROM inside WHERE previous IS NOT NULL
