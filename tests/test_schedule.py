@@ -232,3 +232,19 @@ def test_schedule_shows_the_readme_drop_in_moving_prices_to_0130(tmp_path):
     assert result.returncode == 0, result.stderr
     assert ("prices --exchange all: next run 2025-03-08 01:30 Sat Asia/Seoul = 2025-03-07 16:30 Fri UTC (host); "
             "wombat-collect-prices.timer") in result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("script, message", [
+    ("echo 'Failed to connect to bus: No such file or directory' >&2\nexit 1",
+     "systemctl list-timers failed: Failed to connect to bus: No such file or directory"),
+    (None, "no systemctl on this host"),
+])
+def test_schedule_systemd_source_without_a_working_systemctl_exits_2_with_one_line(tmp_path, script, message):
+    stub_bin = tmp_path / "stub-bin"
+    stub_bin.mkdir()
+    if script is not None:
+        (stub_bin / "systemctl").write_text(f"#!/bin/sh\n{script}\n")
+        (stub_bin / "systemctl").chmod(0o755)
+    result = schedule("--source", "systemd", "--now", NOW[0], env={"PATH": str(stub_bin)})
+    assert (result.returncode, result.stdout) == (2, "")
+    assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr

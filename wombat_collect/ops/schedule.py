@@ -13,19 +13,18 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from wombat_collect.errors import ConfigError, WombatError
+from wombat_collect.ops import systemd
 
 SEOUL = ZoneInfo("Asia/Seoul")
 TIMER_PATTERN = "wombat-collect-*"
 DEFAULT_CRONTAB = "/etc/cron.d/wombat-collect"
 SYSTEMD_BOOTED_MARKER = "/run/systemd/system"  # exists when systemd is PID 1 (sd_booted)
 CRON_HORIZON = timedelta(days=8)  # a weekday schedule's next run is always within this
-COMMAND_TIMEOUT_SECONDS = 30
 EXECUTABLE_NAME = "wombat-collect"
 FIELD_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))  # minute, hour, day of month, month, day of week
 FIELD_NAMES = {3: ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
@@ -76,7 +75,7 @@ class CronLine:
 
 def systemd_available(marker=SYSTEMD_BOOTED_MARKER):
     """Return whether systemd runs this host (booted with it) and `systemctl` is on the PATH."""
-    return os.path.isdir(marker) and shutil.which("systemctl") is not None
+    return os.path.isdir(marker) and shutil.which(systemd.SYSTEMCTL) is not None
 
 
 def read_schedule(source, crontab, now):
@@ -87,7 +86,7 @@ def read_schedule(source, crontab, now):
     read, ScheduleUnavailable if auto finds neither.
     """
     if source == "systemd" or (source == "auto" and systemd_available()):
-        timers = list_timers()
+        timers = systemd.list_timers(f"{TIMER_PATTERN}.timer")
         if timers or source == "systemd":
             return Schedule("systemd timers (systemctl)", now, timer_entries(timers, now))
     if not os.path.exists(crontab):
@@ -100,50 +99,12 @@ def read_schedule(source, crontab, now):
 
 # --- systemd ---------------------------------------------------------------
 
-def run_tool(arguments, env=None):
-    """Given a systemctl or systemd-analyze command line, return its stdout.
-
-    Raise ConfigError naming the command if it is missing or fails.
-    """
-    try:
-        result = subprocess.run(arguments, capture_output=True, text=True,  # noqa: S603 - fixed argv, no shell
-                                timeout=COMMAND_TIMEOUT_SECONDS, env=env, check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise ConfigError(f"cannot run {arguments[0]}: {error}") from None
-    if result.returncode != 0:
-        problem = " ".join(result.stderr.split()) or f"exit code {result.returncode}"
-        raise ConfigError(f"{' '.join(arguments[:2])} failed: {problem}")
-    return result.stdout
-
-
-def list_timers():
-    """Return [(timer, unit it activates)] of the loaded wombat-collect timers (`systemctl list-timers --all`)."""
-    output = run_tool(["systemctl", "list-timers", "--all", "--plain", "--no-legend", "--no-pager",
-                       f"{TIMER_PATTERN}.timer"])
-    pairs = [tuple(line.split()[-2:]) for line in output.splitlines() if len(line.split()) >= 2]
-    return sorted(pair for pair in pairs if pair[0].endswith(".timer"))
-
-
-def show_properties(units, properties):
-    """Given unit names and property names, return {unit: {property: [values]}} from `systemctl show`."""
-    output = run_tool(["systemctl", "show", "--no-pager", f"--property=Id,{','.join(properties)}", *units])
-    shown = {}
-    for block in output.split("\n\n"):
-        values = {}
-        for line in block.splitlines():
-            name, _, value = line.partition("=")
-            values.setdefault(name, []).append(value)
-        if values.get("Id"):
-            shown[values["Id"][0]] = values
-    return shown
-
-
 def timer_entries(timers, now):
     """Given [(timer, unit)], return an Entry per timer: its service's job and its next OnCalendar elapse."""
     if not timers:
         return []
-    calendars = show_properties([timer for timer, _ in timers], ["TimersCalendar", "ActiveState"])
-    services = show_properties([unit for _, unit in timers], ["ExecStart"])
+    calendars = systemd.show([timer for timer, _ in timers], ["TimersCalendar", "ActiveState"])
+    services = systemd.show([unit for _, unit in timers], ["ExecStart"])
     entries = []
     for timer, unit in timers:
         shown = calendars.get(timer, {})
@@ -174,8 +135,8 @@ def next_elapse(expressions, now):
     """
     if not expressions:
         return None
-    output = run_tool(["systemd-analyze", "calendar", "--iterations=1", f"--base-time=@{int(now.timestamp())}",
-                       *expressions], env={**os.environ, "TZ": "UTC"})
+    output = systemd.run(["systemd-analyze", "calendar", "--iterations=1", f"--base-time=@{int(now.timestamp())}",
+                          *expressions], env={**os.environ, "TZ": "UTC"})
     stamps = re.findall(r"Next elapse: \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", output)
     moments = [datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc) for stamp in stamps]
     return min(moments, default=None)
