@@ -19,7 +19,8 @@ from tests.kis_support import (
 from wombat_collect.collectors import kis
 from wombat_collect.config import load_settings
 from wombat_collect.errors import ExchangeError
-from wombat_collect.http import Answer, Verdict, parse_json
+from wombat_collect.http import Answer, Verdict
+from wombat_collect.http_text import parse_json
 from wombat_collect.records import Candle, RejectedCandle, RejectedQuote
 from wombat_collect.timeframes import period_start
 

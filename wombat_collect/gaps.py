@@ -177,15 +177,6 @@ def store_summary(dsn, exchange, timeframes, gaps, checked_at):
         connection.close()
 
 
-def gap_summaries(connection, exchange):
-    """Given a connection and an exchange code, return the last stored summary rows, as dicts by timeframe."""
-    with connection.cursor() as cursor:
-        cursor.execute(statement("gap_summaries"), {"exchange": exchange})
-        rows = sorted(cursor.fetchall(), key=lambda row: TIMEFRAME_NAMES.index(row[0]))
-    return [{"timeframe": name, "symbols": symbols, "ranges": ranges, "periods": periods, "checked_at": checked_at}
-            for name, symbols, ranges, periods, checked_at in rows]
-
-
 def moment_text(moment, name):
     """Given a period start and its timeframe, return it as reports show it (a date, or date and UTC time)."""
     moment = moment.astimezone(timezone.utc)

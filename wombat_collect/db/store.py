@@ -12,6 +12,7 @@ from psycopg2.extras import execute_values
 
 from wombat_collect.db.queries import statement
 from wombat_collect.records import DAILY, StoredSymbol, UpsertCounts
+from wombat_collect.timeframes import NAMES as TIMEFRAME_NAMES
 
 # execute_values templates: inside a CTE or a subquery `VALUES %s` no longer takes the target's
 # column types, so each value says its type (a column of NULLs would otherwise be text).
@@ -175,3 +176,12 @@ def ping(connection):
     with connection.cursor() as cursor:
         cursor.execute(statement("ping"))
     connection.rollback()
+
+
+def gap_summaries(connection, exchange):
+    """Given a connection and an exchange code, return the last stored summary rows, as dicts by timeframe."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement("gap_summaries"), {"exchange": exchange})
+        rows = sorted(cursor.fetchall(), key=lambda row: TIMEFRAME_NAMES.index(row[0]))
+    return [{"timeframe": name, "symbols": symbols, "ranges": ranges, "periods": periods, "checked_at": checked_at}
+            for name, symbols, ranges, periods, checked_at in rows]

@@ -20,9 +20,9 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from wombat_collect.db import store
 from wombat_collect.db.connection import connect, database_errors
 from wombat_collect.db.queries import statement
-from wombat_collect.gaps import gap_summaries
 from wombat_collect.ops import history, locks
 from wombat_collect.records import DAILY
 from wombat_collect.timeframes import NAMES as TIMEFRAME_NAMES
@@ -132,7 +132,7 @@ def build_report(connection, exchanges, max_age_hours=DEFAULT_MAX_AGE_HOURS, lag
     for code in exchanges:
         item = exchange_health(connection, code, lag_days)
         item.timeframes = timeframe_health(connection, code, timeframes, now)
-        item.gaps = gap_summaries(connection, code)
+        item.gaps = store.gap_summaries(connection, code)
         for job in JOBS:
             health = job_health(connection, job, code, keys[job, code] in alive)
             health.problems = judge_job(health, now, max_age_hours)

@@ -1,5 +1,5 @@
 -- `wombat-collect check`: read-only questions about the server, the schema and the role's privileges.
--- Used by wombat_collect/ops/check.py; none of them writes, locks or creates anything.
+-- Used by wombat_collect/ops/check/; none of them writes, locks or creates anything.
 
 -- name: server_facts
 -- Who we are, where, and whether this session could write at all.

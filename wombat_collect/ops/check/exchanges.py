@@ -36,7 +36,7 @@ def exchange_checks(settings, exchanges, issue_token):
 
 def probe_checks(name, probe, settings):
     """Given a check name and probe(settings) -> (Answer, seconds, host time, URL), return reachability and clock."""
-    from wombat_collect.http import snippet
+    from wombat_collect.http_text import snippet
 
     exchange = name.split()[0]
     clock = f"{exchange} clock"
@@ -55,7 +55,7 @@ def probe_checks(name, probe, settings):
 
 def timed_probe(client, path, group):
     """Given an HttpClient, a path and its pacer group, return (Answer, seconds, host time at mid-request, URL)."""
-    from wombat_collect.http import display_url
+    from wombat_collect.http_text import display_url
 
     started, started_clock = time.monotonic(), time.time()
     answer = client.probe(path, group)

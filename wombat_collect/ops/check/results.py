@@ -37,7 +37,7 @@ class CheckReport:
 
 def result(name, state, message):
     """Given a check's name, state and message, return its CheckResult, the message on one line, secrets masked."""
-    from wombat_collect.http import flatten
+    from wombat_collect.http_text import flatten
 
     return CheckResult(name, state, flatten(message))
 
