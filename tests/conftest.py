@@ -76,8 +76,8 @@ def connection(database):
 
 
 def query(dsn, sql, parameters=None):
-    """Given a DSN and a query, return all rows."""
-    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+    """Given a DSN and a query, return all rows (timestamps read in UTC, whatever the server's TimeZone)."""
+    with psycopg2.connect(dsn, options="-c TimeZone=UTC") as connection, connection.cursor() as cursor:
         cursor.execute(sql, parameters)
         rows = cursor.fetchall()
     connection.close()

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import psycopg2
 import psycopg2.extensions
@@ -32,6 +32,7 @@ from wombat_collect.db.connection import (
     connect_options,
     database_error,
     describe_error,
+    utc_connection_class,
 )
 
 LAST_DAY = datetime.now(timezone.utc).date() - timedelta(days=1)
@@ -219,11 +220,32 @@ def test_prices_silent_database_gives_up_after_the_dsn_connect_timeout(fake_upbi
 
 
 def test_connect_options_leave_what_the_dsn_sets():
+    utc = {"connection_factory": utc_connection_class()}
     keepalives = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
-    assert connect_options("postgresql://u@h/d?connect_timeout=3&application_name=cron-job") == keepalives
+    assert connect_options("postgresql://u@h/d?connect_timeout=3&application_name=cron-job") == keepalives | utc
     assert connect_options("host=h dbname=d keepalives_count=9") == {
         "connect_timeout": 10, "application_name": "wombat-collect", "keepalives": 1, "keepalives_idle": 30,
-        "keepalives_interval": 10}
+        "keepalives_interval": 10} | utc
+
+
+@pytest.mark.parametrize("server_zone", ["America/New_York", "Asia/Seoul", "UTC"])
+def test_connect_reads_timestamptz_in_utc_whatever_the_servers_time_zone(database, server_zone):
+    """A database whose TimeZone is not UTC (ALTER DATABASE … SET timezone) reads 00:00 UTC as 00:00 UTC."""
+    with contextlib.closing(psycopg2.connect(database)) as admin, admin.cursor() as cursor:
+        cursor.execute(f"ALTER DATABASE {psycopg2.extensions.parse_dsn(database)['dbname']} "
+                       f"SET timezone = '{server_zone}'")
+        admin.commit()
+    connection = connect(database)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('TimeZone'), '2027-03-14 00:00+00'::timestamptz,"
+                           " ARRAY['2027-03-14 00:00+00'::timestamptz, NULL], NULL::timestamptz")
+            zone, moment, moments, nothing = cursor.fetchone()
+    finally:
+        connection.close()
+    midnight = datetime(2027, 3, 14, tzinfo=timezone.utc)
+    assert (zone, moment, moment.utcoffset(), moment.date(), moments, nothing) == (
+        server_zone, midnight, timedelta(0), date(2027, 3, 14), [midnight, None], None)
 
 
 # --------------------------------------------------------------------------- restarted mid-run

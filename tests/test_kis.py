@@ -1,6 +1,6 @@
 """The KIS collector against the fake KIS on loopback, and `wombat-collect prices --exchange kis`."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -213,9 +213,10 @@ def test_prices_since_stores_exact_rows(database, fake, tmp_path):
     stored = kis_prices(database)
     assert stored == expected_prices(fake, ALL_CODES, MAY)
     assert len(stored) == 9 * 43
-    assert all(row[1].utcoffset() == timedelta(0) and (row[1].hour, row[1].minute) == (0, 0) for row in stored)
+    # Aware, at 00:00 UTC (read back in the server's TimeZone, whatever the host's zone made it).
+    assert all(row[1].tzinfo is not None and row[1].astimezone(timezone.utc).time() == time(0) for row in stored)
     assert query(database, "SELECT p.close_price::text FROM pricedata p JOIN symbol s ON s.id = p.symbol_id"
-                           " WHERE s.symbol = '005930' AND p.timestamp = '2024-06-28'") == [
+                           " WHERE s.symbol = '005930' AND p.timestamp = '2024-06-28 00:00+00'") == [
         (f"{Decimal(fake.series('005930')[-1]['stck_clpr']):.8f}",)]
 
 

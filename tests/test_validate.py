@@ -298,8 +298,8 @@ def test_prices_upbit_rounding_edges_are_judged_as_stored(database, fake_upbit):
                 "or out of range") in result.stderr
     stored = stored_prices(database)
     assert len(stored) == 2 * 6 - 2 and all(0 < row[4] and row[3] < Decimal("1e12") for row in stored)
-    tiny_row = next(row for row in stored if row[1].strftime("%Y-%m-%dT%H:%M:%S") == tiny["candle_date_time_utc"]
-                    and row[0] == "EDGE/BTC")
+    tiny_moment = datetime.fromisoformat(tiny["candle_date_time_utc"]).replace(tzinfo=timezone.utc)
+    tiny_row = next(row for row in stored if row[1] == tiny_moment and row[0] == "EDGE/BTC")
     assert tiny_row[2:6] == (Decimal("0.00000001"),) * 4
 
 

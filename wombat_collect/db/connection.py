@@ -2,16 +2,19 @@
 psycopg2 errors into one-line operator messages."""
 
 import contextlib
+import functools
 import logging
 import math
 import re
 import warnings
+from datetime import timezone
 
 from wombat_collect.config import DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT
 from wombat_collect.db.queries import statement
 from wombat_collect.errors import ConfigError, DatabaseError
 
 CONNECT_TIMEOUT_SECONDS = 10
+TIMESTAMPTZ_OID, TIMESTAMPTZ_ARRAY_OID = 1184, 1185  # pg_type oids, fixed in every PostgreSQL
 EMBEDDED_PGDATA = "pgdata"  # the embedded server's cluster, under WOMBAT_DATA_DIR
 APPLICATION_NAME = "wombat-collect"
 EMBEDDED_HINT = (
@@ -154,14 +157,48 @@ def start_embedded_server(data_dir):
 
 
 def connect_options(dsn):
-    """Given a DSN, return the psycopg2.connect keywords of CONNECT_DEFAULTS that the DSN does not set."""
+    """Given a DSN, return the psycopg2.connect keywords: CONNECT_DEFAULTS the DSN does not set, and the
+    connection class that reads every timestamptz in UTC (utc_connection_class)."""
     import psycopg2.extensions
 
     try:
         given = psycopg2.extensions.parse_dsn(dsn)
     except psycopg2.ProgrammingError:
         given = {}  # psycopg2.connect reports the bad DSN itself
-    return {name: value for name, value in CONNECT_DEFAULTS.items() if name not in given}
+    options = {name: value for name, value in CONNECT_DEFAULTS.items() if name not in given}
+    return {**options, "connection_factory": utc_connection_class()}
+
+
+@functools.cache
+def utc_connection_class():
+    """Return a psycopg2 connection class whose timestamptz (and timestamptz[]) values arrive in UTC.
+
+    The server sends them in the session's TimeZone, which is the server's setting (an embedded
+    server's is the host's zone; a backend's may be Asia/Seoul): a candle of 00:00 UTC would read
+    as the day before in America/New_York. Converting where values are read keeps every date
+    wombat-collect prints or compares in UTC, without a session SET that pgbouncer would not keep.
+    """
+    import psycopg2.extensions as extensions
+
+    def utc_moment(value, cursor):
+        moment = extensions.PYDATETIMETZ(value, cursor)
+        if moment is None or moment.tzinfo is None:
+            return moment
+        try:
+            return moment.astimezone(timezone.utc)
+        except OverflowError:  # 'infinity' reads as datetime.max
+            return moment
+
+    moment_type = extensions.new_type((TIMESTAMPTZ_OID,), "WOMBAT_UTC_TIMESTAMPTZ", utc_moment)
+    array_type = extensions.new_array_type((TIMESTAMPTZ_ARRAY_OID,), "WOMBAT_UTC_TIMESTAMPTZ_ARRAY", moment_type)
+
+    class UtcConnection(extensions.connection):
+        def __init__(self, *arguments, **keywords):
+            super().__init__(*arguments, **keywords)
+            extensions.register_type(moment_type, self)
+            extensions.register_type(array_type, self)
+
+    return UtcConnection
 
 
 def connect(dsn, autocommit=False):
