@@ -39,6 +39,7 @@ dropped at the end unless --keep.
 """
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -516,6 +517,9 @@ def measure_runs(databases, rounds, results):
     """Time the run, status, quotes and check on both databases, alternating which goes first, --rounds times."""
     for database in databases:
         quotes_run(database, 0)  # the first quotes insert rows; every measured round updates them all
+    for name in ("incremental prices run", "status", "status --json", "quotes (every active symbol)",
+                 "check (all but exchanges)", "check: its database probes"):
+        results[name]  # noqa: B018 - the table's order
     with tempfile.TemporaryDirectory() as directory:
         for number in range(1, rounds + 1):
             for database in (databases if number % 2 else databases[::-1]):
@@ -580,10 +584,41 @@ def explain_queries(database):
                                        store.candle_copy_buffer(stage[1], staged[stage[0]], stage[2]))
                 cursor.execute("EXPLAIN (ANALYZE, BUFFERS)\n" + statement(name), parameters)
                 plan = "\n".join(row[0] for row in cursor.fetchall())
-                verdict = "Seq Scan on pricedata" if "Seq Scan on pricedata" in plan else "no Seq Scan on pricedata"
-                took = plan.rsplit("Execution Time: ", 1)[-1]
-                verdicts.append(f"  {title:72} {verdict} ({took})")
+                verdict = plan_verdict(plan)
+                verdicts.append(f"  {title:72} {verdict}")
                 print(f"\n--- {title}: {verdict}\n{plan}", flush=True)
+    finally:
+        connection.rollback()
+        connection.close()
+    return "\n".join(verdicts)
+
+
+def plan_verdict(plan):
+    """Given an EXPLAIN ANALYZE text, return whether it read pricedata by a Seq Scan, how many pricedata rows its
+    scans returned (rows × loops, summed), and its execution time."""
+    scanned = sum(int(rows) * int(loops) for rows, loops in
+                  re.findall(r" on pricedata .*actual time=\S+ rows=(\d+) loops=(\d+)", plan))
+    seq = "Seq Scan on pricedata" if "Seq Scan on pricedata" in plan else "no Seq Scan on pricedata"
+    return f"{seq}; {scanned:,} pricedata rows read; {plan.rsplit('Execution Time: ', 1)[-1]}"
+
+
+def explain_gaps(database):
+    """Print EXPLAIN (ANALYZE, BUFFERS) of each exchange's gaps scan of its largest timeframe (the scan's own
+    settings) on the database as it stands; return the verdicts as lines."""
+    verdicts = []
+    connection = connect(database.dsn)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement("scan_settings"))
+            for code, timeframe, name in (("upbit", "1m", "gaps_every_period"), ("kis", "1d", "gaps_trading_calendar")):
+                ids = [symbol_id for symbol_id, _ in database.symbols[code]]
+                parameters = gaps.grid_parameters(timeframe)
+                parameters.update(timeframe=timeframe, ids=ids, calendar_ids=ids, recheck=False, since=None)
+                cursor.execute("EXPLAIN (ANALYZE, BUFFERS)\n" + statement(name), parameters)
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+                title = f"{name} ({code} {timeframe}, a hole in every series)"
+                verdicts.append(f"  {title:72} {plan_verdict(plan)}")
+                print(f"\n--- {title}\n{plan}", flush=True)
     finally:
         connection.rollback()
         connection.close()
@@ -685,8 +720,9 @@ def main():
         print(f"\nEXPLAIN verdicts (big database):\n{verdicts}")
         print_sizing(databases[1])  # before the holes: each series whole
         measure_gaps(databases, arguments.rounds, results)
+        gaps_verdicts = explain_gaps(databases[1])
         print_table(results, arguments.rounds)
-        print(f"\nEXPLAIN verdicts (big database):\n{verdicts}")
+        print(f"\nEXPLAIN verdicts (big database):\n{verdicts}\n{gaps_verdicts}")
     finally:
         if not arguments.keep:
             for _, name, _ in sizes:
