@@ -1,6 +1,6 @@
 """Settings from the environment and a .env file (the environment wins).
 
-Every variable is listed in the README's configuration table. Bad values raise
+Every variable is listed in docs/configuration.md. Bad values raise
 ConfigError with one line naming the variable; secrets never appear in it.
 """
 

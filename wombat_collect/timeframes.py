@@ -119,7 +119,7 @@ def default_backfill_start(now, name, backfill_days):
 
 
 def backfill_description(name, backfill_days):
-    """Given a timeframe and WOMBAT_BACKFILL_DAYS, return the default backfill in words (README table)."""
+    """Given a timeframe and WOMBAT_BACKFILL_DAYS, return the default backfill in words (docs/data.md, "Timeframes")."""
     frame = timeframe(name)
     if frame.unit == "minute":
         days = frame.length * BACKFILL_CANDLES / DAY

@@ -1,7 +1,7 @@
 """Exchange collectors. Every module here exposes the same names, so jobs never
 branch on the exchange: CONTRACT below lists them (name, kind, what it returns
 or raises). tests/test_collectors.py checks every registered exchange against
-it, and README "Adding an exchange" shows the same table.
+it, and docs/development.md "Adding an exchange" shows the same table.
 
 fetch_candles yields every candle from `start` (aligned down to its period;
 None: all history) to `end` (None: now), stored at the start of its period in
