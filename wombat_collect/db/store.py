@@ -100,7 +100,8 @@ def upsert_candles(connection, symbol_id, candles, timeframe=DAILY):
     with connection.cursor() as cursor:
         cursor.execute(statement("create_candle_stage"))
         cursor.copy_expert(statement("copy_candle_stage"), candle_copy_buffer(symbol_id, unique.values(), timeframe))
-        cursor.execute(statement("upsert_candles_from_stage"), {"symbol_id": symbol_id, "timeframe": timeframe})
+        cursor.execute(statement("upsert_candles_from_stage"),
+                       {"symbol_id": symbol_id, "timeframe": timeframe, "first": min(unique), "last": max(unique)})
         returned = cursor.fetchall()
         cursor.execute(statement("empty_candle_stage"))
     updated = sorted(timestamp for timestamp, was_inserted in returned if not was_inserted)

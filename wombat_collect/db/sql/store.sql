@@ -113,6 +113,9 @@ COPY candle_stage (symbol_id, "timestamp", timeframe, open_price, high_price, lo
 -- checks the table, not the UPDATE's result. ON CONFLICT guards against a concurrent writer.
 -- The stage holds one symbol's candles of one timeframe; giving both as parameters lets the planner
 -- probe uq_symbol_time_frame per candle instead of hashing pricedata (10x slower, benchmark_prices.py).
+-- first/last are the stage's oldest and newest timestamps: not knowing the temporary stage's size,
+-- the planner may still merge it with the stored series, and the bounds keep that read to the
+-- staged span (without them, 3,783 rows read for 2 staged candles; benchmark_scale.py).
 WITH updated AS (
     UPDATE pricedata AS p
        SET open_price   = c.open_price,
@@ -123,6 +126,7 @@ WITH updated AS (
            quote_volume = c.quote_volume
       FROM candle_stage c
      WHERE p.symbol_id = %(symbol_id)s AND p."timestamp" = c."timestamp" AND p.timeframe = %(timeframe)s
+       AND p."timestamp" BETWEEN %(first)s AND %(last)s
        AND (p.open_price, p.high_price, p.low_price, p.close_price, p.volume, p.quote_volume)
            IS DISTINCT FROM
            (c.open_price, c.high_price, c.low_price, c.close_price, c.volume, c.quote_volume)
@@ -135,7 +139,8 @@ WITH updated AS (
       FROM candle_stage c
      WHERE NOT EXISTS (SELECT 1 FROM pricedata t
                         WHERE t.symbol_id = %(symbol_id)s AND t."timestamp" = c."timestamp"
-                          AND t.timeframe = %(timeframe)s)
+                          AND t.timeframe = %(timeframe)s
+                          AND t."timestamp" BETWEEN %(first)s AND %(last)s)
     ON CONFLICT (symbol_id, "timestamp", timeframe) DO UPDATE
        SET open_price   = EXCLUDED.open_price,
            high_price   = EXCLUDED.high_price,
