@@ -284,6 +284,33 @@ def test_status_reports_each_timeframe_newest_candle_and_lag_in_its_periods(data
         "upbit timeframes: 5m newest 2026-11-30 06:40 UTC, lag 3; 1h no candles")
 
 
+def test_build_report_reads_only_the_offered_timeframes_unless_asked(database):
+    from wombat_collect.db.connection import connect
+    from wombat_collect.ops.status import build_report, render_text
+
+    assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0
+    execute(database, "INSERT INTO symbol (exchange_id, symbol, base_asset, quote_asset, symbol_type, market,"
+                      " is_active, price_precision, quantity_precision, created_at, updated_at)"
+                      " SELECT id, '005930', '005930', 'KRW', 'STOCK', 'KOSPI', true, 0, 0, now(), now()"
+                      " FROM exchange WHERE code = 'kis'")
+    for timeframe, moment in (("1d", "2026-11-27 00:00+00"), ("5m", "2026-11-27 06:20+00")):
+        execute(database, "INSERT INTO pricedata (symbol_id, timestamp, open_price, high_price, low_price,"
+                          " close_price, volume, timeframe, created_at) SELECT id, %s, 1, 1, 1, 1, 0, %s, now()"
+                          " FROM symbol", (moment, timeframe))
+    connection = connect(database, autocommit=True)
+    now = datetime(2026, 11, 30, 7, 2, tzinfo=timezone.utc)
+    try:
+        offered = build_report(connection, ("kis",), now=now, offered={"kis": ("1d", "1w")})
+        asked = build_report(connection, ("kis",), now=now, offered={"kis": ("1d", "1w")}, timeframes=("5m",))
+        everything = build_report(connection, ("kis",), now=now)
+    finally:
+        connection.close()
+    assert render_text(offered).splitlines()[-1] == "kis timeframes: 1d newest 2026-11-27 00:00 UTC, lag 2"
+    assert render_text(asked).splitlines()[-1] == "kis timeframes: 5m newest 2026-11-27 06:20 UTC, lag 871"
+    assert render_text(everything).splitlines()[-1] == (
+        "kis timeframes: 5m newest 2026-11-27 06:20 UTC, lag 871; 1d newest 2026-11-27 00:00 UTC, lag 2")
+
+
 def test_status_timeframe_option_filters_the_json(collected):
     result = status(collected, "--exchange", "upbit", "--json", "--timeframe", "1d", "--timeframe", "1h")
     document = json.loads(result.stdout)

@@ -22,8 +22,11 @@ def run_status(app, exchange, as_json, max_age, lag_days, quote_max_age, timefra
     if logging.getLogger().level == logging.INFO:
         logging.getLogger().setLevel(logging.WARNING)  # stdout is the report's (and --json's) alone
     try:
-        dsn, _ = open_database(app, [collector for collector in map(import_collector, EXCHANGE_CODES) if collector])
-        report = read_report(dsn, codes, max_age, lag_days, quote_max_age, ordered_timeframes(timeframe_names))
+        collectors = [collector for collector in map(import_collector, EXCHANGE_CODES) if collector]
+        dsn, _ = open_database(app, collectors)
+        offered = {collector.EXCHANGE.code: tuple(collector.TIMEFRAMES) for collector in collectors}
+        report = read_report(dsn, codes, max_age, lag_days, quote_max_age, ordered_timeframes(timeframe_names),
+                             offered)
     except WombatError as error:
         click.echo(redact(f"WOMBAT-COLLECT CRITICAL - {error}"))
         sys.exit(EXIT_CRITICAL)

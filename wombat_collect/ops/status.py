@@ -108,30 +108,37 @@ class StatusReport:
 
 
 def read_report(dsn, exchanges, max_age_hours=DEFAULT_MAX_AGE_HOURS, lag_days=DEFAULT_LAG_DAYS,
-                quote_max_age_minutes=DEFAULT_QUOTE_MAX_AGE_MINUTES, timeframes=()):
+                quote_max_age_minutes=DEFAULT_QUOTE_MAX_AGE_MINUTES, timeframes=(), offered=None):
     """Given a DSN and exchange codes, return the StatusReport. Raise DatabaseError if the database fails.
 
-    `timeframes` limits the per-timeframe lines to those (empty: every timeframe with candles).
+    `timeframes` limits the per-timeframe lines to those (empty: every timeframe with candles);
+    `offered` ({code: timeframe names}, None: every name) is where an unfiltered report looks.
     """
     connection = connect(dsn, autocommit=True)
     try:
         with database_errors("reading the status", connection):
             return build_report(connection, exchanges, max_age_hours, lag_days,
-                                quote_max_age_minutes=quote_max_age_minutes, timeframes=timeframes)
+                                quote_max_age_minutes=quote_max_age_minutes, timeframes=timeframes,
+                                offered=offered)
     finally:
         connection.close()
 
 
 def build_report(connection, exchanges, max_age_hours=DEFAULT_MAX_AGE_HOURS, lag_days=DEFAULT_LAG_DAYS, now=None,
-                 quote_max_age_minutes=DEFAULT_QUOTE_MAX_AGE_MINUTES, timeframes=()):
-    """Given a connection and exchange codes, return the StatusReport (reads only)."""
+                 quote_max_age_minutes=DEFAULT_QUOTE_MAX_AGE_MINUTES, timeframes=(), offered=None):
+    """Given a connection and exchange codes, return the StatusReport (reads only).
+
+    Without `timeframes`, each exchange's per-timeframe lines come from the timeframes `offered`
+    names for it ({code: names}; None or a code it lacks: every timeframe).
+    """
     now = now or datetime.now(timezone.utc)
     keys = {(job, code): locks.advisory_key(job, code) for job in (*JOBS, QUOTES_JOB) for code in exchanges}
     alive = history.held_keys(connection, keys.values())
     report = StatusReport(now, max_age_hours, lag_days, [], quote_max_age_minutes)
     for code in exchanges:
         item = exchange_health(connection, code, lag_days)
-        item.timeframes = timeframe_health(connection, code, timeframes, now)
+        item.timeframes = timeframe_health(connection, code, timeframes or (offered or {}).get(code), now,
+                                           shown_if_stored=not timeframes)
         item.gaps = store.gap_summaries(connection, code)
         for job in JOBS:
             health = job_health(connection, job, code, keys[job, code] in alive)
@@ -200,17 +207,17 @@ def exchange_health(connection, exchange, lag_days):
     return item
 
 
-def timeframe_health(connection, exchange, timeframes, now):
+def timeframe_health(connection, exchange, timeframes, now, shown_if_stored=False):
     """Given an exchange and timeframes (empty: all), return a TimeframeHealth per timeframe to show.
 
-    Without a filter only timeframes with candles are shown. The lag counts the
-    closed periods after the newest candle: 0 when it is the last closed period.
+    Each timeframe is shown; with `shown_if_stored` only those with candles. The lag
+    counts the closed periods after the newest candle: 0 when it is the last closed period.
     """
+    wanted = [name for name in TIMEFRAME_NAMES if name in (timeframes or TIMEFRAME_NAMES)]
     with connection.cursor() as cursor:
-        cursor.execute(statement("timeframe_freshness"),
-                       {"exchange": exchange, "timeframes": list(timeframes or TIMEFRAME_NAMES)})
+        cursor.execute(statement("timeframe_freshness"), {"exchange": exchange, "timeframes": wanted})
         newest = dict(cursor.fetchall())
-    shown = [name for name in TIMEFRAME_NAMES if name in timeframes or (not timeframes and newest.get(name))]
+    shown = [name for name in wanted if newest.get(name) or not shown_if_stored]
     return [TimeframeHealth(name, newest.get(name), lag_periods(newest.get(name), name, now)) for name in shown]
 
 

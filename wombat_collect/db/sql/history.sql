@@ -141,11 +141,17 @@ SELECT count(*) FILTER (WHERE is_active)                          AS active,
   FROM newest;
 
 -- name: timeframe_freshness
--- The newest stored candle of the exchange's symbols per timeframe (NULL: none); uses idx_price_data_timeframe.
+-- The newest stored candle of the exchange's symbols per timeframe (NULL: none). Each walks
+-- idx_price_data_timeframe down from the timeframe's newest row to the first of this exchange, so
+-- it reads the other exchanges' newer rows of that timeframe (every one of them where this exchange
+-- has none: status asks only the timeframes the exchange offers). With max() instead of the
+-- ORDER BY ... LIMIT 1 the planner aggregates every row of the exchange (21.7 M at 30 M rows, 22 s).
 SELECT wanted.timeframe,
-       (SELECT max(p."timestamp")
+       (SELECT p."timestamp"
           FROM pricedata p
          WHERE p.timeframe = wanted.timeframe
            AND p.symbol_id IN (SELECT s.id FROM symbol s JOIN exchange e ON e.id = s.exchange_id
-                                WHERE e.code = %(exchange)s)) AS newest
+                                WHERE e.code = %(exchange)s)
+         ORDER BY p."timestamp" DESC
+         LIMIT 1) AS newest
   FROM unnest(%(timeframes)s::text[]) AS wanted(timeframe);
