@@ -235,7 +235,9 @@ SELECT timeframe, symbols, ranges, periods, checked_at
 
 -- name: scan_settings
 -- For the scan's transaction. JIT off: the scans' row estimates (joins on computed ordinals) are far
--- too high, and JIT-compiling the plan cost 650 ms on a query that ran in 40. Index-only scans off:
--- the planner then counts the blocks with a parallel sequential scan (1.45 s on 15 million rows)
--- instead of one process reading the unique index (2.7 s); the walks use plain index scans.
-SELECT set_config('jit', 'off', true), set_config('enable_indexonlyscan', 'off', true);
+-- too high, and JIT-compiling the plan cost 650 ms on a query that ran in 40. work_mem 64 MB: the
+-- block counts of 200 markets' 100 days of 1-minute candles (142,600 blocks) take about 45 MB; at
+-- the default 4 MB they spilled 558 MB to disk and the Upbit scan took 9.2 x count(*), not 4.6 x
+-- (benchmark_scale.py, 30 M rows). Index-only scans stay on: the KRX re-count of short series reads
+-- uq_symbol_time_frame alone (a hole in every series: 15 s instead of 55 s at 30 M rows).
+SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true);
