@@ -73,7 +73,6 @@ from wombat_collect.ops import status  # noqa: E402
 from wombat_collect.ops.check import run_checks  # noqa: E402
 from wombat_collect.ops.check.database import database_checks  # noqa: E402
 from wombat_collect.records import Candle, Quote, UpsertCounts  # noqa: E402
-from wombat_collect.timeframes import NAMES as TIMEFRAME_NAMES  # noqa: E402
 from wombat_collect.timeframes import next_start  # noqa: E402
 
 END = datetime(2026, 12, 1, tzinfo=timezone.utc)  # every stored series ends just before it
@@ -382,7 +381,8 @@ def incremental_run(database):
 def status_runs(database):
     """Return the seconds of `status` and of `status --json`: one read_report of every exchange, and each render."""
     began = time.perf_counter()
-    report = status.read_report(database.dsn, list(EXCHANGE_TIMEFRAMES))
+    offered = {code: tuple(load_collector(code).TIMEFRAMES) for code in EXCHANGE_TIMEFRAMES}  # as the CLI asks
+    report = status.read_report(database.dsn, list(EXCHANGE_TIMEFRAMES), offered=offered)
     read = time.perf_counter()
     status.render_text(report)
     text = time.perf_counter()
@@ -548,16 +548,17 @@ def explain_queries(database):
     upbit_new = next_start(newest["upbit", "1m"], "1m")
     staged = {"kis": [candle_at(kis[0], "1d", newest["kis", "1d"]), candle_at(kis[0], "1d", new)],
               "upbit": [candle_at(upbit[0], "1m", upbit_new)]}
-    every = list(TIMEFRAME_NAMES)
+    offered = {code: list(load_collector(code).TIMEFRAMES) for code in ("upbit", "kis")}
     queries = [
         ("coverage_ends (upbit 1m, every market)", "coverage_ends", {"ids": upbit, "timeframe": "1m"}, None),
         ("coverage_ends (kis 1d, every code)", "coverage_ends", {"ids": kis, "timeframe": "1d"}, None),
         ("newest_timestamps (upbit 1m, every market)", "newest_timestamps", {"ids": upbit, "timeframe": "1m"}, None),
         ("newest_timestamps (kis 1d, every code)", "newest_timestamps", {"ids": kis, "timeframe": "1d"}, None),
         ("upsert_candles_from_stage (kis 1d: its newest and a new candle staged)", "upsert_candles_from_stage",
-         {"symbol_id": kis[0], "timeframe": "1d"}, ("kis", kis[0], "1d")),
+         {"symbol_id": kis[0], "timeframe": "1d", "first": newest["kis", "1d"], "last": new}, ("kis", kis[0], "1d")),
         ("upsert_candles_from_stage (upbit 1m: a new candle staged)", "upsert_candles_from_stage",
-         {"symbol_id": upbit[0], "timeframe": "1m"}, ("upbit", upbit[0], "1m")),
+         {"symbol_id": upbit[0], "timeframe": "1m", "first": upbit_new, "last": upbit_new},
+         ("upbit", upbit[0], "1m")),
         ("add_fetched_range (kis 1d)", "add_fetched_range",
          {"symbol_id": kis[0], "timeframe": "1d", "range_start": newest["kis", "1d"],
           "range_end": next_start(new, "1d")}, None),
@@ -567,10 +568,10 @@ def explain_queries(database):
          {"exchange": "upbit", "lag_days": 3, "timeframe": "1d"}, None),
         ("symbol_freshness (status, kis)", "symbol_freshness",
          {"exchange": "kis", "lag_days": 3, "timeframe": "1d"}, None),
-        ("timeframe_freshness (status, upbit, every timeframe)", "timeframe_freshness",
-         {"exchange": "upbit", "timeframes": every}, None),
-        ("timeframe_freshness (status, kis, every timeframe)", "timeframe_freshness",
-         {"exchange": "kis", "timeframes": every}, None),
+        ("timeframe_freshness (status, upbit, every timeframe it offers)", "timeframe_freshness",
+         {"exchange": "upbit", "timeframes": offered["upbit"]}, None),
+        ("timeframe_freshness (status, kis, every timeframe it offers)", "timeframe_freshness",
+         {"exchange": "kis", "timeframes": offered["kis"]}, None),
     ]
     connection = connect(database.dsn)
     verdicts = []
