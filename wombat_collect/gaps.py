@@ -23,11 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from wombat_collect import jobs
 from wombat_collect.db import store
 from wombat_collect.db.connection import DatabaseUnusable, connect, database_errors, transaction
 from wombat_collect.db.queries import statement
 from wombat_collect.errors import ExchangeBlocked, Interrupted
+from wombat_collect.jobs.planning import PriceTask
+from wombat_collect.jobs.prices import open_pool
+from wombat_collect.jobs.results import JobResult, StoppedEarly, failure_of
+from wombat_collect.jobs.streaming import pooled_connection, sort_candle, write_candles
+from wombat_collect.jobs.symbols import select_symbols
 from wombat_collect.records import Candle, RejectedCandle, StoredSymbol, UpsertCounts
 from wombat_collect.timeframes import NAMES as TIMEFRAME_NAMES
 from wombat_collect.timeframes import next_start, period_start
@@ -101,7 +105,7 @@ def scan_exchange(dsn, exchange_id, collector, request):
 
     Raise ConfigError naming an unknown --symbol, DatabaseError if the database fails.
     """
-    targets = jobs.select_symbols(dsn, exchange_id, (), request.symbol_names)
+    targets = select_symbols(dsn, exchange_id, (), request.symbol_names)
     connection = connect(dsn)
     try:
         with database_errors("scanning for gaps", connection), transaction(connection, long_running=True):
@@ -224,10 +228,10 @@ def repair_gaps(dsn, collector, client, gaps, options):
     Return (JobResult of job `repair`, [Repair] in the order of `gaps`). Raise
     Interrupted (its `result` set) when a signal stopped the run.
     """
-    result = jobs.JobResult(JOB, collector.EXCHANGE.code, unit="range")
+    result = JobResult(JOB, collector.EXCHANGE.code, unit="range")
     result.timeframes = tuple(dict.fromkeys(gap.timeframe for gap in gaps))
     stop = options.stop_event or threading.Event()
-    pool = jobs.open_pool(dsn, options.workers)
+    pool = open_pool(dsn, options.workers)
     try:
         with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="repair") as executor:
             repairs = list(executor.map(lambda gap: repair_gap(pool, collector, client, gap, options, stop), gaps))
@@ -281,18 +285,18 @@ def repair_gap(pool, collector, client, gap, options, stop):
         return Repair(gap, error=STOPPED)
     try:
         candles, rejected, reached = fetch_range(collector, client, gap, options, stop)
-        task = jobs.PriceTask(gap.symbol, gap.timeframe, gap.previous)
-        rows = jobs.write_candles(pool, collector, client, task, candles, None, options, stop) \
+        task = PriceTask(gap.symbol, gap.timeframe, gap.previous)
+        rows = write_candles(pool, collector, client, task, candles, None, options, stop) \
             if candles else UpsertCounts()
         if reached and not rejected:
             record_confirmed(pool, gap, empty_runs(gap, candles))
-    except jobs.StoppedEarly:
+    except StoppedEarly:
         return Repair(gap, error=STOPPED)
     except (ExchangeBlocked, DatabaseUnusable) as error:
         stop.set()  # every other range would fail alike
         return Repair(gap, error=str(error))
     except Exception as error:
-        return Repair(gap, error=jobs.failure_of(error))
+        return Repair(gap, error=failure_of(error))
     return judge_repair(gap, candles, rejected, reached, rows)
 
 
@@ -318,13 +322,13 @@ def fetch_range(collector, client, gap, options, stop):
     candles, rejected, reached = [], [], False
     for item in collector.fetch_candles(client, gap.symbol.symbol, gap.timeframe, gap.previous, gap.end):
         if stop.is_set():
-            raise jobs.StoppedEarly
+            raise StoppedEarly
         if isinstance(item, RejectedCandle):
             rejected.append(item.reason)
         elif isinstance(item, Candle) and item.timestamp < gap.start:
             reached = True
         elif isinstance(item, Candle) and item.timestamp < gap.end:
-            jobs.sort_candle(collector, item, gap.timeframe, options, candles, rejected)
+            sort_candle(collector, item, gap.timeframe, options, candles, rejected)
     return candles, rejected, reached
 
 
@@ -342,7 +346,7 @@ def empty_runs(gap, candles):
 
 def record_confirmed(pool, gap, runs):
     """Given a Gap whose answer reached back past its start, replace its confirmed_empty rows by `runs`."""
-    connection = jobs.pooled_connection(pool)
+    connection = pooled_connection(pool)
     key = {"symbol_id": gap.symbol.id, "timeframe": gap.timeframe}
     try:
         with database_errors("recording the confirmed empty ranges", connection), transaction(connection):
