@@ -256,20 +256,27 @@ def test_judge_quotes_applies_to_kis_only_while_krx_trades(seoul_time, judged):
     assert judge_quotes("kis", now - timedelta(minutes=14), now, 15) == []
     assert judge_quotes("upbit", stale, now, 15) == [("critical", "newest quote 20.0 min old (max age 15 min)")]
     assert judge_quotes("upbit", None, now, 15) == [("warning", "no quotes stored")]
+def store_one_symbol_with_candles(database, listing, candles):
+    """Given an empty database, a listing (exchange code, symbol, symbol type, market) and candles
+    [(timeframe, timestamp)], initialise the schema and store that one symbol with those candles."""
+    exchange, symbol, symbol_type, market = listing
+    assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0
+    execute(database, "INSERT INTO symbol (exchange_id, symbol, base_asset, quote_asset, symbol_type, market,"
+                      " is_active, price_precision, quantity_precision, created_at, updated_at)"
+                      " SELECT id, %s, split_part(%s, '/', 1), 'KRW', %s, %s, true, 8, 8, now(), now()"
+                      " FROM exchange WHERE code = %s", (symbol, symbol, symbol_type, market, exchange))
+    for timeframe, moment in candles:
+        execute(database, "INSERT INTO pricedata (symbol_id, timestamp, open_price, high_price, low_price,"
+                          " close_price, volume, timeframe, created_at) SELECT id, %s, 1, 1, 1, 1, 0, %s, now()"
+                          " FROM symbol", (moment, timeframe))
+
+
 def test_status_reports_each_timeframe_newest_candle_and_lag_in_its_periods(database):
     from wombat_collect.db.connection import connect
     from wombat_collect.ops.status import build_report, render_text
 
-    assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0
-    execute(database, "INSERT INTO symbol (exchange_id, symbol, base_asset, quote_asset, symbol_type, market,"
-                      " is_active, price_precision, quantity_precision, created_at, updated_at)"
-                      " SELECT id, 'BTC/KRW', 'BTC', 'KRW', 'CRYPTO', 'KRW', true, 8, 8, now(), now()"
-                      " FROM exchange WHERE code = 'upbit'")
-    rows = [("1d", "2026-11-28 00:00+00"), ("5m", "2026-11-30 06:40+00"), ("1w", "2026-11-16 00:00+00")]
-    for timeframe, moment in rows:
-        execute(database, "INSERT INTO pricedata (symbol_id, timestamp, open_price, high_price, low_price,"
-                          " close_price, volume, timeframe, created_at) SELECT id, %s, 1, 1, 1, 1, 0, %s, now()"
-                          " FROM symbol", (moment, timeframe))
+    store_one_symbol_with_candles(database, ("upbit", "BTC/KRW", "CRYPTO", "KRW"), [
+        ("1d", "2026-11-28 00:00+00"), ("5m", "2026-11-30 06:40+00"), ("1w", "2026-11-16 00:00+00")])
     connection = connect(database, autocommit=True)
     now = datetime(2026, 11, 30, 7, 2, tzinfo=timezone.utc)
     try:
@@ -288,15 +295,8 @@ def test_build_report_reads_only_the_offered_timeframes_unless_asked(database):
     from wombat_collect.db.connection import connect
     from wombat_collect.ops.status import build_report, render_text
 
-    assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0
-    execute(database, "INSERT INTO symbol (exchange_id, symbol, base_asset, quote_asset, symbol_type, market,"
-                      " is_active, price_precision, quantity_precision, created_at, updated_at)"
-                      " SELECT id, '005930', '005930', 'KRW', 'STOCK', 'KOSPI', true, 0, 0, now(), now()"
-                      " FROM exchange WHERE code = 'kis'")
-    for timeframe, moment in (("1d", "2026-11-27 00:00+00"), ("5m", "2026-11-27 06:20+00")):
-        execute(database, "INSERT INTO pricedata (symbol_id, timestamp, open_price, high_price, low_price,"
-                          " close_price, volume, timeframe, created_at) SELECT id, %s, 1, 1, 1, 1, 0, %s, now()"
-                          " FROM symbol", (moment, timeframe))
+    store_one_symbol_with_candles(database, ("kis", "005930", "STOCK", "KOSPI"), [
+        ("1d", "2026-11-27 00:00+00"), ("5m", "2026-11-27 06:20+00")])
     connection = connect(database, autocommit=True)
     now = datetime(2026, 11, 30, 7, 2, tzinfo=timezone.utc)
     try:
