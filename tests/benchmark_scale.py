@@ -84,6 +84,8 @@ LOADERS = 3  # sessions loading batches at once
 RATIO_TARGET, GAPS_TARGET = 1.3, 5.0
 SLOW_SECONDS, SLOW_ROUNDS = 30, 3  # a measurement slower than this gets this many rounds only (due)
 BUILT_MARK = "wombat benchmark_scale: built, {rows} rows target"
+AUTOVACUUM_COST_LIMIT, AUTOVACUUM_COST_DELAY = 200, 0.002  # the defaults since PostgreSQL 12
+AUTOVACUUM_MISS_COST = {"PostgreSQL 12-13": 10, "PostgreSQL 14+": 2}  # vacuum_cost_page_miss
 
 
 @dataclass(frozen=True)
@@ -649,7 +651,7 @@ PER_YEAR_SQL = """
 
 
 def print_sizing(database):
-    """Print pricedata's sizes, bytes per row, rows per market per year and a VACUUM (ANALYZE)'s time."""
+    """Print pricedata's sizes, bytes per row, rows per market per year and its VACUUM's time and cost."""
     total, table, indexes, rows = execute(database.dsn, SIZES_SQL, fetch=True)[0]
     megabyte = 1024 * 1024
     print(f"\nSizing (big database, {rows:,} rows of pricedata):")
@@ -663,9 +665,34 @@ def print_sizing(database):
         per_year = float(per_year)
         print(f"  {code:5} {timeframe}: {per_year:10,.0f} rows per market per year ({float(stored):,.0f} stored per "
               f"series), {per_year * total / rows / 1024:10,.1f} kB per market per year with its indexes")
-    began = time.perf_counter()
-    execute(database.dsn, "VACUUM (ANALYZE) pricedata")
-    print(f"  VACUUM (ANALYZE) pricedata: {time.perf_counter() - began:.1f} s", flush=True)
+    print_vacuum(database)
+
+
+def print_vacuum(database):
+    """Given the big database, time VACUUM (FREEZE, VERBOSE) of pricedata (what an anti-wraparound
+    autovacuum does to every page) and print the sleeps autovacuum's default throttle would add to
+    the same buffer counts, with PostgreSQL 12's and 15's page costs."""
+    connection = connect(database.dsn, autocommit=True)
+    try:
+        with connection.cursor() as cursor:
+            began = time.perf_counter()
+            cursor.execute("VACUUM (FREEZE, VERBOSE) pricedata")
+            seconds = time.perf_counter() - began
+    finally:
+        connection.close()
+    usages = re.findall(r"buffer usage: (\d+) hits, (\d+) misses, (\d+) dirtied", "".join(connection.notices))
+    print(f"  VACUUM (FREEZE) pricedata, unthrottled: {seconds:.1f} s", flush=True)
+    if not usages:
+        print("  (no buffer usage in VACUUM VERBOSE's output: PostgreSQL before 14)")
+        return
+    hits, misses, dirtied = (sum(int(usage[column]) for usage in usages) for column in range(3))  # table, toast
+    print(f"    buffers: {hits:,} hits, {misses:,} misses, {dirtied:,} dirtied")
+    for version, miss_cost in AUTOVACUUM_MISS_COST.items():
+        cost = hits * 1 + misses * miss_cost + dirtied * 20  # vacuum_cost_page_hit, _miss, _dirty
+        sleeps = cost / AUTOVACUUM_COST_LIMIT * AUTOVACUUM_COST_DELAY
+        print(f"    autovacuum's default throttle (cost limit {AUTOVACUUM_COST_LIMIT} per "
+              f"{AUTOVACUUM_COST_DELAY * 1000:g} ms, page miss {miss_cost}), {version}: "
+              f"{sleeps:,.0f} s of sleeps on top of the work")
 
 
 def print_table(results, rounds):
