@@ -671,7 +671,7 @@ def print_sizing(database):
 def print_vacuum(database):
     """Given the big database, time VACUUM (FREEZE, VERBOSE) of pricedata (what an anti-wraparound
     autovacuum does to every page) and print the sleeps autovacuum's default throttle would add to
-    the same buffer counts, with PostgreSQL 12's and 15's page costs."""
+    the same buffer counts, with PostgreSQL 12-13's and 14+'s page costs."""
     connection = connect(database.dsn, autocommit=True)
     try:
         with connection.cursor() as cursor:

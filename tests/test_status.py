@@ -256,6 +256,8 @@ def test_judge_quotes_applies_to_kis_only_while_krx_trades(seoul_time, judged):
     assert judge_quotes("kis", now - timedelta(minutes=14), now, 15) == []
     assert judge_quotes("upbit", stale, now, 15) == [("critical", "newest quote 20.0 min old (max age 15 min)")]
     assert judge_quotes("upbit", None, now, 15) == [("warning", "no quotes stored")]
+
+
 def store_one_symbol_with_candles(database, listing, candles):
     """Given an empty database, a listing (exchange code, symbol, symbol type, market) and candles
     [(timeframe, timestamp)], initialise the schema and store that one symbol with those candles."""
