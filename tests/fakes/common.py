@@ -162,6 +162,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes = b""
+    client: str = ""  # the client's IP address (what Upbit limits by)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """Given a header name in any case, return its value or ``default``."""
@@ -223,6 +224,7 @@ class RequestRecord:
     status: int | None = None
     fault: str | None = None
     body: bytes = b""
+    client: str = ""
 
 
 class RequestLog:
@@ -236,7 +238,7 @@ class RequestLog:
         """Given an arriving request, append and return its record (status still None)."""
         record = RequestRecord(
             request.method, request.path, dict(request.query), dict(request.headers), time.monotonic(),
-            body=request.body,
+            body=request.body, client=request.client,
         )
         with self._lock:
             self._records.append(record)
@@ -413,7 +415,7 @@ class FakeRequestHandler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
-        return Request(self.command, parts.path, query, headers, body)
+        return Request(self.command, parts.path, query, headers, body, client=self.client_address[0])
 
     def _serve(self) -> None:
         """Answer one request; a crash in the fake becomes a visible 500 plus a traceback."""

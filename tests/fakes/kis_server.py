@@ -164,6 +164,7 @@ class FakeKis(FakeService):
         self._quotes: dict[str, dict[str, str]] = {}
         self.app_key = app_key
         self.app_secret = app_secret
+        self.other_keys: dict[str, str] = {}  # more app key -> secret pairs accepted (add_app_key)
         self.token_throttle_seconds = token_throttle_seconds
         self.token_lifetime_seconds = token_lifetime_seconds
         self.token_reuse_seconds = token_reuse_seconds
@@ -308,16 +309,28 @@ class FakeKis(FakeService):
 
     # ---- tokens
 
+    def add_app_key(self, app_key: str, app_secret: str) -> None:
+        """Given another app key and its secret, accept them too (each key has its own rate limit and tokens)."""
+        with self._lock:
+            self.other_keys[app_key] = app_secret
+
+    def _credential_problem(self, app_key: Any, app_secret: Any) -> str | None:
+        """Given an app key and secret, return the KIS code of what is missing or wrong with them, or None."""
+        with self._lock:
+            known = {self.app_key: self.app_secret, **self.other_keys}
+        if not app_key:
+            return "EGW00102"
+        if app_key not in known:
+            return "EGW00103"
+        if not app_secret:
+            return "EGW00104"
+        return "EGW00105" if app_secret != known[app_key] else None
+
     def _check_app_credentials(self, app_key: Any, app_secret: Any) -> None:
         """Given an app key and secret, raise Reject (403 token shape) if missing or wrong."""
-        for value, valid, missing_code, wrong_code in (
-            (app_key, self.app_key, "EGW00102", "EGW00103"),
-            (app_secret, self.app_secret, "EGW00104", "EGW00105"),
-        ):
-            if not value:
-                raise Reject(oauth_error(missing_code))
-            if value != valid:
-                raise Reject(oauth_error(wrong_code))
+        problem = self._credential_problem(app_key, app_secret)
+        if problem:
+            raise Reject(oauth_error(problem))
 
     def _answer_token(self, request: Request) -> Response:
         """Given a tokenP request, issue (or reuse) a token, or answer a 403 error."""
@@ -375,13 +388,9 @@ class FakeKis(FakeService):
     def _check_price_headers(self, request: Request, tr_id: str = PRICE_TR_ID) -> None:
         """Given a price (or quotes) request and its tr_id, raise Reject (HTTP 500, rt_cd "1") for a missing or wrong
         app key, secret, authorization, token, tr_id or custtype."""
-        for header, valid, missing_code, wrong_code in (
-            ("appkey", self.app_key, "EGW00102", "EGW00103"),
-            ("appsecret", self.app_secret, "EGW00104", "EGW00105"),
-        ):
-            value = request.header(header)
-            if not value or value != valid:
-                raise Reject(rest_error(500, missing_code if not value else wrong_code))
+        problem = self._credential_problem(request.header("appkey"), request.header("appsecret"))
+        if problem:
+            raise Reject(rest_error(500, problem))
         self._check_token(request.header("authorization") or "")
         if request.header("tr_id") != tr_id:
             raise Reject(rest_error(500, "OPSQ0002"))

@@ -4,9 +4,10 @@
 Follows shared/reference/upbit-api.md. Choices where the reference is silent or uncertain:
 
 - Rate groups: ``/v1/market/all`` -> "market", ``/v1/candles/days`` -> "candles", any other
-  path -> "default"; each group has its own strict 1 s sliding window of ``rate_limit``.
-  A request with an ``Origin`` header is counted in one shared "origin" window of
-  1 request per 10 s instead (its ``Remaining-Req`` still names the route's group).
+  path -> "default"; each group has its own strict 1 s sliding window of ``rate_limit``
+  per client IP address, as Upbit limits by IP (workers on 127.0.0.2, 127.0.0.3, ... each
+  have their own). A request with an ``Origin`` header is counted in one "origin" window of
+  1 request per 10 s per address instead (its ``Remaining-Req`` still names the route's group).
   ``rate_limit=None`` disables every limit (``Remaining-Req`` then reports ``sec=9``).
 - 429 body: ``Too many API requests.`` (text/plain), no Retry-After.
 - 418 (blocked) body: plain text naming the block duration, e.g.
@@ -548,9 +549,9 @@ class FakeUpbit(FakeService):
             if self.blocked:
                 return Admission(self._blocked_response(), self._limit_headers(group, 0))
         if request.header("origin") is not None:
-            accepted, remaining = self._origin_limiter.acquire(ORIGIN_GROUP_KEY)
+            accepted, remaining = self._origin_limiter.acquire((request.client, ORIGIN_GROUP_KEY))
         else:
-            accepted, remaining = self._group_limiter.acquire(group)
+            accepted, remaining = self._group_limiter.acquire((request.client, group))
         headers = self._limit_headers(group, REMAINING_WHEN_UNLIMITED if remaining is None else remaining)
         if accepted:
             return Admission(None, headers)
