@@ -216,3 +216,32 @@ def test_load_settings_exchange_url_accepts_https_and_loopback_http(value):
 
 def test_load_settings_ping_url_may_stay_http():
     assert load_settings({"WOMBAT_PING_URL": "http://hc.internal/ping/x"}).ping_url == "http://hc.internal/ping/x"
+
+
+def test_load_settings_reads_the_kis_key_pair_from_files(tmp_path):
+    (tmp_path / "key").write_text("  PSfromfile\n")
+    (tmp_path / "secret").write_text("secretfromfile\n")
+    settings = load_settings({"KIS_APP_KEY_FILE": str(tmp_path / "key"),
+                              "KIS_APP_SECRET_FILE": str(tmp_path / "secret")})
+    assert (settings.kis_app_key, settings.kis_app_secret) == ("PSfromfile", "secretfromfile")
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"KIS_APP_KEY": "PSkey", "KIS_APP_KEY_FILE": "/etc/hostname"}, "set KIS_APP_KEY or KIS_APP_KEY_FILE, not both"),
+    ({"KIS_APP_SECRET_FILE": "/nonexistent/secret"},
+     "KIS_APP_SECRET_FILE /nonexistent/secret: cannot read it: No such file or directory"),
+    ({"KIS_APP_KEY_FILE": "/dev/null"}, "KIS_APP_KEY_FILE /dev/null is empty"),
+    ({"WOMBAT_SOURCE_ADDRESS": "eth0"}, "WOMBAT_SOURCE_ADDRESS must be an IP address of this host, not 'eth0'"),
+], ids=["both", "unreadable", "empty", "source-address"])
+def test_load_settings_rejects_bad_key_files_and_source_addresses(variables, message):
+    with pytest.raises(ConfigError) as raised:
+        load_settings(variables)
+    assert str(raised.value) == message
+
+
+def test_prices_kis_key_file_missing_exits_2_with_one_line():
+    result = run_cli("prices", "--exchange", "kis", env={"KIS_APP_KEY_FILE": "/nonexistent/key"})
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.strip().endswith(" ERROR KIS_APP_KEY_FILE /nonexistent/key: cannot read it: "
+                                          "No such file or directory")

@@ -679,3 +679,13 @@ def test_prices_matrix_runs_side_by_side_quickly(matrix):
     assert all("Traceback" not in scenario.stderr for scenario in matrix.values())
 
 
+
+
+def test_request_json_leaves_from_the_source_address():
+    limiters = {group: RateLimiter(1000, sleep=no_sleep) for group in upbit.GROUPS}
+    with FakeUpbit(rate_limit=None) as fake:
+        fake.set_candles("KRW-BTC", make_upbit_candles("KRW-BTC", date(2025, 1, 1), date(2025, 1, 2)))
+        client = HttpClient("upbit", fake.url, limiters, upbit.classify, 2.0, sleep=no_sleep,
+                            source_address="127.0.0.3")
+        client.request_json("GET", "/v1/market/all", "market")
+        assert [record.client for record in fake.requests] == ["127.0.0.3"]

@@ -68,6 +68,7 @@ class Settings:
     statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT
     kis_virtual: bool = False  # KIS_ENV=virtual: the paper-trading host, which lacks some TRs
     timeframes: tuple = DEFAULT_TIMEFRAMES
+    source_address: str | None = None  # WOMBAT_SOURCE_ADDRESS: the local address exchange requests leave from
 
 
 def read_environment(env_file=None, environ=None):
@@ -179,8 +180,8 @@ def load_settings(variables):
         upbit_rate_limit=_number(variables, "UPBIT_RATE_LIMIT", DEFAULT_UPBIT_RATE, 0.1, 1000),
         kis_api_url=_exchange_url(variables, "KIS_API_URL", default_kis_url),
         kis_master_url=_exchange_url(variables, "KIS_MASTER_URL", DEFAULT_KIS_MASTER_URL),
-        kis_app_key=(variables.get("KIS_APP_KEY") or "").strip() or None,
-        kis_app_secret=(variables.get("KIS_APP_SECRET") or "").strip() or None,
+        kis_app_key=_secret(variables, "KIS_APP_KEY"),
+        kis_app_secret=_secret(variables, "KIS_APP_SECRET"),
         kis_rate_limit=_number(variables, "KIS_RATE_LIMIT", default_kis_rate, 0.1, 1000),
         kis_adjusted=_boolean(variables, "KIS_ADJUSTED", True),
         backfill_days=int(_number(variables, "WOMBAT_BACKFILL_DAYS", DEFAULT_BACKFILL_DAYS, 1, 36500, whole=True)),
@@ -195,6 +196,7 @@ def load_settings(variables):
                                    "statement_timeout"),
         kis_virtual=virtual,
         timeframes=_timeframes(variables),
+        source_address=_source_address(variables),
     )
 
 
@@ -311,6 +313,40 @@ def _xdg(variables, name, fallback):
     """Return $name/wombat-collect, or ~/fallback/wombat-collect."""
     base = (variables.get(name) or "").strip()
     return Path(base or Path.home() / fallback) / "wombat-collect"
+
+
+def _secret(variables, name):
+    """Given a secret's variable name, return its value: the variable's, or the content of the file NAME_FILE names.
+
+    Return None if neither is set. Raise ConfigError if both are, or if the file is unreadable or empty.
+    """
+    value = (variables.get(name) or "").strip()
+    path = (variables.get(f"{name}_FILE") or "").strip()
+    if value and path:
+        raise ConfigError(f"set {name} or {name}_FILE, not both")
+    if not path:
+        return value or None
+    try:
+        content = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{name}_FILE {path}: cannot read it: {reason}") from None
+    if not content:
+        raise ConfigError(f"{name}_FILE {path} is empty")
+    return content
+
+
+def _source_address(variables):
+    """Return WOMBAT_SOURCE_ADDRESS as a normalized IP address, or None. Raise ConfigError if it is not one."""
+    import ipaddress
+
+    value = (variables.get("WOMBAT_SOURCE_ADDRESS") or "").strip()
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ConfigError(f"WOMBAT_SOURCE_ADDRESS must be an IP address of this host, not {value!r}") from None
 
 
 def _path(variables, name, default):

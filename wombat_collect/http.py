@@ -37,6 +37,7 @@ NETWORK_REASONS = (  # (text in the exception, what the operator reads), first m
     ("IncompleteRead", "answer cut short (connection closed mid-body)"),
     ("Network is unreachable", "network unreachable"),
     ("No route to host", "no route to host"),
+    ("Cannot assign requested address", "cannot send from WOMBAT_SOURCE_ADDRESS (not an address of this host?)"),
 )
 
 logger = logging.getLogger(__name__)
@@ -84,10 +85,11 @@ class HttpClient:
 
     `limiters` maps request group -> RateLimiter; `authenticator`, if given, has
     headers() (added to every request) and invalidate() (called once on Verdict.AUTH).
+    `source_address`, if given, is the local address every connection leaves from.
     """
 
     def __init__(self, name, base_url, limiters, classify, timeout,
-                 authenticator=None, remaining_of=None, links=None, sleep=time.sleep):
+                 authenticator=None, remaining_of=None, links=None, sleep=time.sleep, source_address=None):
         import requests
 
         self.name = name
@@ -99,6 +101,7 @@ class HttpClient:
         self.remaining_of = remaining_of
         self.links = dict(links or {})  # other base URLs of the exchange, e.g. KIS master files
         self._sleep = sleep
+        self.source_address = source_address
         self._local = threading.local()
         self._requests = requests
         self._counter_lock = threading.Lock()
@@ -113,6 +116,10 @@ class HttpClient:
             session = self._requests.Session()
             session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
             session.headers.pop("Origin", None)
+            if self.source_address:
+                adapter = bound_adapter(self._requests, self.source_address)
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
             self._local.session = session
         return session
 
@@ -272,6 +279,17 @@ class HttpClient:
     def _count(self, counter):
         with self._counter_lock:
             self.counters[counter] += 1
+
+
+def bound_adapter(requests, address):
+    """Given the requests module and a local IP address, return an HTTPAdapter whose connections leave from it."""
+
+    class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *arguments, **keywords):
+            keywords["source_address"] = (address, 0)
+            super().init_poolmanager(*arguments, **keywords)
+
+    return SourceAddressAdapter()
 
 
 def _describe(error, read_timeout=None):

@@ -122,7 +122,7 @@ def open_token_cache(settings, lock_wait=None):
     Raise ConfigError if the cache path is a symbolic link.
     """
     token_client = HttpClient("kis token", settings.kis_api_url, {TOKEN_GROUP: RateLimiter(ISSUE_RATE)},
-                              classify_token, settings.http_timeout)
+                              classify_token, settings.http_timeout, source_address=settings.source_address)
     return TokenCache(token_client, settings.kis_app_key, settings.kis_app_secret,
                       settings.state_dir, settings.kis_token_retry_wait, lock_wait=lock_wait)
 
@@ -132,7 +132,8 @@ def new_client(settings, authenticator):
     limiters = {PRICES_GROUP: RateLimiter(settings.kis_rate_limit), MASTER_GROUP: RateLimiter(MASTER_DOWNLOAD_RATE)}
     return KisClient("kis", settings.kis_api_url, limiters, classify, settings.http_timeout,
                      authenticator=authenticator, links={"master": settings.kis_master_url},
-                     adjusted=settings.kis_adjusted, virtual=settings.kis_virtual)
+                     adjusted=settings.kis_adjusted, virtual=settings.kis_virtual,
+                     source_address=settings.source_address)
 
 
 def fetch_symbols(client, group=None):

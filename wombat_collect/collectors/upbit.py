@@ -75,7 +75,7 @@ def open_client(settings):
     """Given Settings, return an HttpClient for Upbit with one pacer per request group."""
     limiters = {group: RateLimiter(settings.upbit_rate_limit) for group in GROUPS}
     return HttpClient("upbit", settings.upbit_api_url, limiters, classify, settings.http_timeout,
-                      remaining_of=remaining_requests)
+                      remaining_of=remaining_requests, source_address=settings.source_address)
 
 
 def fetch_symbols(client, group=None):

@@ -45,8 +45,9 @@ class App:
             variables = self.variables()
             self._settings = load_settings(variables)
             use_timeouts(self._settings)
-            for name in ("POSTGRES_PASSWORD", "KIS_APP_KEY", "KIS_APP_SECRET"):
-                register_secret(variables.get(name))
+            for secret in (variables.get("POSTGRES_PASSWORD"), self._settings.kis_app_key,
+                           self._settings.kis_app_secret):
+                register_secret(secret)
             register_secret(_dsn_password(self._settings.database_url))
             register_url_secrets((variables.get("DATABASE_URL") or "").strip(), whole=False)
             register_url_secrets(self._settings.ping_url)
