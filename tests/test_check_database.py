@@ -66,6 +66,8 @@ def test_check_role_without_privileges_is_critical(migrated, powerless_role, env
         f"GRANT INSERT, SELECT, UPDATE ON pricedata TO {role}; "
         f"GRANT INSERT, SELECT, UPDATE ON realtime_prices TO {role}; "
         f"GRANT INSERT, SELECT, UPDATE ON symbol TO {role}; "
+        f"GRANT INSERT, SELECT, UPDATE ON wombat_collect.backfill TO {role}; "
+        f"GRANT INSERT, SELECT, UPDATE ON wombat_collect.backfill_unit TO {role}; "
         f"GRANT INSERT, SELECT, UPDATE ON wombat_collect.collect_run TO {role}; "
         f"GRANT DELETE, INSERT, SELECT, UPDATE ON wombat_collect.confirmed_empty TO {role}; "
         f"GRANT DELETE, INSERT, SELECT ON wombat_collect.fetched_range TO {role}; "
@@ -75,6 +77,8 @@ def test_check_role_without_privileges_is_critical(migrated, powerless_role, env
         f"GRANT USAGE ON SEQUENCE public.pricedata_id_seq TO {role}; "
         f"GRANT USAGE ON SEQUENCE public.realtime_prices_id_seq TO {role}; "
         f"GRANT USAGE ON SEQUENCE public.symbol_id_seq TO {role}; "
+        f"GRANT USAGE ON SEQUENCE wombat_collect.backfill_id_seq TO {role}; "
+        f"GRANT USAGE ON SEQUENCE wombat_collect.backfill_unit_id_seq TO {role}; "
         f"GRANT USAGE ON SEQUENCE wombat_collect.collect_run_id_seq TO {role}; "
         f"GRANT USAGE ON SCHEMA wombat_collect TO {role}; "
         f"GRANT TEMPORARY ON DATABASE {database} TO {role}"))
@@ -100,8 +104,8 @@ def test_check_empty_database_reports_pending_migrations_and_writes_nothing(env,
     code, found, _ = check(env, env_file=env_file)
     assert code == 1
     assert found["migrations"] == ("WARNING", (
-        "6 of 6 pending (0001 backend-schema, 0002 collect-run, 0003 realtime-prices, 0004 fetched-range, 0005 gaps, "
-        "0006 own-schema); "
+        "7 of 7 pending (0001 backend-schema, 0002 collect-run, 0003 realtime-prices, 0004 fetched-range, 0005 gaps, "
+        "0006 own-schema, 0007 backfill); "
         "`wombat-collect db init` applies them (so does every collecting command)"))
     assert found["schema"] == ("WARNING", "table(s) exchange, symbol, pricedata, realtime_prices missing; "
                                           "the pending migrations create them")

@@ -30,7 +30,7 @@ def test_check_healthy_setup_exits_0_with_every_line_ok(migrated, env_file, fake
         f"DATABASE_URL names {parts['user']}@{parts['host']}:{parts.get('port', '5432')}/{parts['dbname']}"
     assert re.fullmatch(re.escape(target(migrated["DATABASE_URL"])) + r": PostgreSQL \d+\.\d+.*, answered in "
                         r"\d+\.\d\d s, schema public", message["connection"])
-    assert message["migrations"] == "all 6 applied"
+    assert message["migrations"] == "all 7 applied"
     assert message["schema"] == \
         "exchange, symbol, pricedata, realtime_prices have the columns and unique keys wombat-collect writes"
     assert message["backend"] == ("4 of the backend's 8 tables present, no alembic_version (wombat-collect alone): "

@@ -5,6 +5,7 @@ import signal
 import socket
 from datetime import date, timedelta
 
+import psycopg2
 import pytest
 
 from tests.conftest import query, run_cli, upbit_env
@@ -22,6 +23,7 @@ from tests.ops_support import (
     slow_markets,
     spawn,
     stored_count,
+    wait_for_settled,
     wait_until,
 )
 from wombat_collect.config import mask_dsn
@@ -32,8 +34,8 @@ from wombat_collect.ops.signals import SignalGuard
 from wombat_collect.records import UpsertCounts
 
 PRICES_ARGUMENTS = {"exchange": "upbit", "markets": [], "symbol_names": [], "days_back": 5, "since": None,
-                    "full": False, "include_open": False, "dry_run": False, "wait": 0.0, "timeframe_names": [],
-                    "timeframes": {"upbit": ["1d"]}}  # timeframes: what each exchange collected
+                    "full": False, "include_open": False, "dry_run": False, "worker": False, "wait": 0.0,
+                    "timeframe_names": [], "timeframes": {"upbit": ["1d"]}}  # timeframes: what each exchange collected
 
 
 @pytest.fixture
@@ -202,3 +204,24 @@ def test_signal_guard_attach_gives_each_exchange_its_own_stop_event():
     assert not kis.stop_event.is_set() and kis.interrupted is None
     guard.handle(signal.SIGTERM, None)
     assert kis.stop_event.is_set() and (upbit.interrupted, kis.interrupted) == (signal.SIGTERM, signal.SIGTERM)
+
+
+def test_mark_dead_runs_leaves_the_rows_of_live_sessions(database):
+    assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0
+    live, dying, marker = (psycopg2.connect(database) for _ in range(3))
+    for session in (live, dying, marker):
+        session.autocommit = True
+    try:
+        live_run = history.start_run(live, "prices", "upbit", {"worker": True})
+        dead_run = history.start_run(dying, "prices", "upbit", {"worker": True})
+        dying.close()
+        wait_for_settled(database, keep=[live.get_backend_pid(), marker.get_backend_pid()])
+
+        marked = history.mark_dead_runs(marker, "prices", "upbit")
+
+        assert [run_id for run_id, *_ in marked] == [dead_run]
+        assert query(database, "SELECT id, status FROM wombat_collect.collect_run ORDER BY id") == [
+            (live_run, "running"), (dead_run, "interrupted")]
+    finally:
+        live.close()
+        marker.close()

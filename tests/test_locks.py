@@ -370,3 +370,79 @@ def test_prices_sigterm_while_waiting_for_the_lock_exits_143_untouched(database,
         os.close(descriptor)
     assert process.stderr.read().strip().endswith("interrupted by SIGTERM")
     assert fake_upbit.count() == 0 and not table_exists(database, "wombat_collect.collect_run")
+
+
+WORKER_ARGUMENTS = ("prices", "--exchange", "upbit", "--since", "2025-01-01", "--worker")
+
+
+def test_take_file_lock_shared_holders_exclude_only_an_exclusive_one(tmp_path):
+    first = locks.take_file_lock(tmp_path, "prices", "upbit", shared=True)
+    second = locks.take_file_lock(tmp_path, "prices", "upbit", shared=True)
+    try:
+        with pytest.raises(LockBusy, match="prices upbit is already running"):
+            locks.take_file_lock(tmp_path, "prices", "upbit")
+    finally:
+        os.close(first)
+        os.close(second)
+    os.close(locks.take_file_lock(tmp_path, "prices", "upbit"))
+
+
+def test_take_advisory_locks_shared_holders_exclude_only_an_exclusive_one(database):
+    assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0  # the busy message reads the history
+    sessions = [psycopg2.connect(database) for _ in range(4)]
+    for session in sessions:
+        session.autocommit = True
+    try:
+        locks.take_advisory_locks(sessions[0], "prices", ["upbit"], shared=True)
+        locks.take_advisory_locks(sessions[1], "prices", ["upbit"], shared=True)
+        with pytest.raises(LockBusy, match="prices upbit is already running"):
+            locks.take_advisory_locks(sessions[2], "prices", ["upbit"])
+        sessions[0].close()
+        sessions[1].close()
+        locks.take_advisory_locks(sessions[2], "prices", ["upbit"])
+        with pytest.raises(LockBusy):
+            locks.take_advisory_locks(sessions[3], "prices", ["upbit"], shared=True)
+    finally:
+        for session in sessions:
+            session.close()
+
+
+def test_prices_worker_exits_75_while_an_ordinary_run_holds_the_lock(database, fake_upbit, lock_dir):
+    descriptor = hold(lock_dir, "prices", "upbit")
+    try:
+        result = run_cli(*WORKER_ARGUMENTS, env=upbit_env(database, fake_upbit))
+    finally:
+        os.close(descriptor)
+    assert result.exit_code == 75
+    assert "prices upbit is already running (pid 4242, lock " in result.stderr
+    assert fake_upbit.count() == 0
+
+
+def test_prices_ordinary_run_exits_75_while_a_worker_holds_the_lock(database, fake_upbit, lock_dir):
+    descriptor = hold(lock_dir, "prices", "upbit", fcntl.LOCK_SH)
+    try:
+        result = run_cli("prices", "--exchange", "upbit", env=upbit_env(database, fake_upbit))
+    finally:
+        os.close(descriptor)
+    assert result.exit_code == 75
+    assert "prices upbit is already running (pid 4242, lock " in result.stderr
+    assert fake_upbit.count() == 0
+
+
+def test_prices_worker_exits_75_while_an_ordinary_run_on_another_host_holds_the_advisory_lock(database,
+                                                                                                fake_upbit):
+    assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0
+    other_host = psycopg2.connect(database)
+    other_host.autocommit = True
+    with other_host.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", (locks.advisory_key("prices", "upbit"),))
+        cursor.execute("INSERT INTO wombat_collect.collect_run (job, exchange, host, pid)"
+                       " VALUES ('prices', 'upbit', 'db2', 77)")
+    try:
+        result = run_cli(*WORKER_ARGUMENTS, env=upbit_env(database, fake_upbit))
+    finally:
+        other_host.close()
+    assert result.exit_code == 75
+    assert "prices upbit is already running (pid 77 on db2; database advisory lock)" in result.stderr
+    assert fake_upbit.count() == 0
+    assert query(database, "SELECT count(*) FROM wombat_collect.backfill") == [(0,)]

@@ -124,13 +124,15 @@ def symbols(ctx, exchange, wait):
 @click.option("--full", is_flag=True, help="Everything the exchange has.")
 @click.option("--include-open", is_flag=True, help="Also store the running (unfinished) candles.")
 @click.option("--dry-run", is_flag=True, help="Fetch and validate, write nothing (not recorded).")
+@click.option("--worker", is_flag=True,
+              help="With --since: join (or start) the backfill of this window shared by workers on any host.")
 @wait_option
 @click.pass_context
 def prices(ctx, exchange, markets, symbol_names, timeframe_names, days_back, since, full, include_open, dry_run,
-           wait):
+           worker, wait):
     """Store OHLCV candles of each timeframe (incremental by default)."""
     collect.run_prices(ctx.obj, ctx.params, exchange, markets, symbol_names, timeframe_names, days_back, since, full,
-                       include_open, dry_run, wait)
+                       include_open, dry_run, wait, worker)
 
 
 @cli.command()

@@ -40,12 +40,16 @@ def run_symbols(app, params, exchange, wait):
 
 
 def run_prices(app, params, exchange, markets, symbol_names, timeframe_names, days_back, since, full,
-               include_open, dry_run, wait):
-    """Given the App and the parsed options, run the prices job for each exchange; exit."""
+               include_open, dry_run, wait, worker=False):
+    """Given the App and the parsed options, run the prices job for each exchange; exit.
+
+    A --worker takes the job's locks in shared mode, beside the other backfill workers.
+    """
     from wombat_collect.jobs.results import JobResult, PriceOptions
     from wombat_collect.ops.runner import JobRequest, run_job
 
     window = parse_window(days_back, since.date() if since else None, full)
+    check_worker(worker, window, dry_run)
     collectors = select_collectors(load_collectors(exchange), markets, symbol_names)
     settings = app.settings()
     wanted = ordered_timeframes(timeframe_names) if timeframe_names else settings.timeframes
@@ -56,7 +60,8 @@ def run_prices(app, params, exchange, markets, symbol_names, timeframe_names, da
                for code in clients}
     arguments = {**params, "timeframes": {code: list(names) for code, names in offered.items()}}
     request = JobRequest("prices", tuple(clients), arguments, wait,
-                         f"{window.describe()}, timeframes {' '.join(wanted)}", dry_run)
+                         f"{window.describe()}, timeframes {' '.join(wanted)}{', backfill worker' if worker else ''}",
+                         dry_run, shared_lock=worker)
 
     def work(code, dsn, exchange_id):
         collector, client = clients[code]
@@ -64,6 +69,9 @@ def run_prices(app, params, exchange, markets, symbol_names, timeframe_names, da
             return JobResult("prices", code, fatal=missing[code])
         own_markets = [market for market in markets if market in collector.MARKETS]
         own_symbols = own_symbol_names(collector, symbol_names)
+        if worker:
+            return collect_exchange_backfill(dsn, exchange_id, collector, client, own_markets, own_symbols, window,
+                                             offered[code], options[code])
         return collect_exchange_prices(app, dsn, exchange_id, collector, client, own_markets, own_symbols, window,
                                        offered[code], options[code], show_progress=len(clients) == 1)
 
@@ -78,13 +86,10 @@ def collect_exchange_prices(app, dsn, exchange_id, collector, client, markets, s
     """
     from wombat_collect.jobs.planning import plan_tasks
     from wombat_collect.jobs.prices import collect_prices
-    from wombat_collect.jobs.results import JobResult
-    from wombat_collect.jobs.symbols import collect_listing_if_empty, select_symbols
 
-    listing = collect_listing_if_empty(dsn, exchange_id, collector, client)
+    listing, targets = listing_and_targets(dsn, exchange_id, collector, client, markets, symbol_names)
     if listing is not None and listing.fatal:
-        return JobResult("prices", collector.EXCHANGE.code, fatal=f"no symbols stored, and {listing.fatal}")
-    targets = select_symbols(dsn, exchange_id, markets, symbol_names)
+        return listing
     logger.info("prices %s: %d symbols, timeframes %s, %s, %s", collector.EXCHANGE.code, len(targets),
                 " ".join(timeframe_names) or "none offered", window.describe(),
                 "dry run" if options.dry_run else "writing")
@@ -93,10 +98,52 @@ def collect_exchange_prices(app, dsn, exchange_id, collector, client, markets, s
     with progress_bar(len(tasks) if show_progress else 0, f"prices {collector.EXCHANGE.code}") as advance:
         options.progress = advance
         result = collect_prices(dsn, exchange_id, collector, client, tasks, options)
+    return with_listing(result, timeframe_names, listing)
+
+
+def listing_and_targets(dsn, exchange_id, collector, client, markets, symbol_names):
+    """Given one exchange's collector and the selection, collect its listing if none is stored.
+
+    Return (the listing's JobResult or None, the selected StoredSymbols); when the
+    listing failed, (a failed prices JobResult, []).
+    """
+    from wombat_collect.jobs.results import JobResult
+    from wombat_collect.jobs.symbols import collect_listing_if_empty, select_symbols
+
+    listing = collect_listing_if_empty(dsn, exchange_id, collector, client)
+    if listing is not None and listing.fatal:
+        return JobResult("prices", collector.EXCHANGE.code, fatal=f"no symbols stored, and {listing.fatal}"), []
+    return listing, select_symbols(dsn, exchange_id, markets, symbol_names)
+
+
+def with_listing(result, timeframe_names, listing):
+    """Given a prices JobResult, its timeframes and the listing's JobResult (or None), return it with both noted."""
     result.timeframes = timeframe_names
     if listing is not None:
         result.errors.extend(f"listing {error}" for error in listing.errors)
     return result
+
+
+def collect_exchange_backfill(dsn, exchange_id, collector, client, markets, symbol_names, window, timeframe_names,
+                              options):
+    """Given one exchange's collector and a --since window, collect its listing if none is stored, then work
+    on the shared backfill of that window (jobs/backfill.py) as one of its workers."""
+    from wombat_collect.jobs.backfill import backfill_request, collect_backfill
+
+    listing, targets = listing_and_targets(dsn, exchange_id, collector, client, markets, symbol_names)
+    if listing is not None and listing.fatal:
+        return listing
+    request = backfill_request(window.since, timeframe_names, markets, symbol_names)
+    result = collect_backfill(dsn, collector, client, targets, timeframe_names, request, window.since, options)
+    return with_listing(result, timeframe_names, listing)
+
+
+def check_worker(worker, window, dry_run):
+    """Given --worker, the Window and --dry-run, raise click.UsageError if a worker lacks --since or is a dry run."""
+    if worker and window.kind != "since":
+        raise click.UsageError("--worker needs --since (the backfill's first day)")
+    if worker and dry_run:
+        raise click.UsageError("--worker and --dry-run exclude each other")
 
 
 def parse_window(days_back, since, full):

@@ -34,19 +34,38 @@ def collect_prices(dsn, exchange_id, collector, client, tasks, options):
     A long series is written in chunks (stream_series); one task's failure
     never stops the others, but a block (418) stops them all. Return a JobResult.
     """
+    def submit_tasks(executor, pool, stop, streak, record):
+        return [executor.submit(collect_symbol_prices, pool, collector, client, task, options, stop, streak)
+                for task in tasks]
+
+    return run_collection(dsn, collector, options, submit_tasks)
+
+
+def run_collection(dsn, collector, options, submit):
+    """Given submit(executor, pool, stop, streak, record) -> futures, run them on options.workers threads.
+
+    A future's SymbolOutcome (or its fatal error) is counted into the run's JobResult;
+    a future that collects several series itself (a backfill worker) counts each
+    through record(outcome) and returns None. Return the JobResult. Raise
+    Interrupted (carrying it) if a signal stopped the run.
+    """
     result = JobResult("prices", collector.EXCHANGE.code)
     stop = options.stop_event or threading.Event()
     pool = None if options.dry_run else open_pool(dsn, options.workers)
     streak = TimeoutStreak()
+    lock = threading.Lock()
+
+    def record(outcome):
+        with lock:
+            record_symbol(result, outcome, options.progress)
+
     try:
         with ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="collect") as executor:
-            futures = {
-                executor.submit(collect_symbol_prices, pool, collector, client, task, options, stop, streak): task
-                for task in tasks
-            }
+            futures = submit(executor, pool, stop, streak, record)
             try:
                 for future in as_completed(futures):
-                    _record_outcome(result, future, futures[future].symbol, stop, options.progress)
+                    with lock:
+                        _record_outcome(result, future, stop, options.progress)
             except BaseException:
                 stop.set()  # the queued symbols then end at once instead of being fetched
                 raise
@@ -71,8 +90,8 @@ def open_pool(dsn, workers):
         raise DatabaseError(f"cannot connect to the database: {first_line(error)}") from None
 
 
-def _record_outcome(result, future, symbol, stop, progress):
-    """Given a finished future, add its SymbolOutcome (or its fatal error) to the result."""
+def _record_outcome(result, future, stop, progress):
+    """Given a finished future, add its SymbolOutcome (or its fatal error) to the result; None adds nothing."""
     try:
         outcome = future.result()
     except (ExchangeBlocked, DatabaseUnusable) as error:
@@ -92,6 +111,12 @@ def _record_outcome(result, future, symbol, stop, progress):
         stop.set()
         result.symbols_failed += 1
         return
+    if outcome is not None:
+        record_symbol(result, outcome, progress)
+
+
+def record_symbol(result, outcome, progress):
+    """Given a series' SymbolOutcome, add it to the result (its failure logged) and advance the progress bar."""
     if progress:
         progress(1)
     result.rows += outcome.rows

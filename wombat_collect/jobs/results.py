@@ -35,6 +35,7 @@ class JobResult:
     groups_ok: int = 0  # symbols: listing groups stored (symbols_failed counts the failed ones)
     group_noun: str = "listing"  # symbols: what a listing group is ("market" when one per market)
     unit: str | None = None  # what symbols_ok/failed count when not symbols (repair: "range")
+    note: str | None = None  # appended to the summary (a backfill worker: the whole backfill's progress)
 
     @property
     def status(self):
@@ -45,6 +46,7 @@ class JobResult:
     def summary(self):
         """Return the one-line INFO summary of this job."""
         line = self._listing_summary() if self.job == "symbols" else self._prices_summary()
+        line = f"{line}; {self.note}" if self.note else line
         return f"{line}; FAILED: {self.fatal}" if self.fatal else line
 
     def _rows_summary(self):
@@ -96,6 +98,7 @@ class PriceOptions:
     progress: object = None
     stop_event: threading.Event | None = None
     interrupted: int | None = None
+    run_id: int | None = None  # the run's collect_run row, once recorded
 
 
 class StoppedEarly(Exception):

@@ -15,6 +15,7 @@ from wombat_collect.db.queries import statement
 from wombat_collect.logging_setup import redact
 
 MAX_SUMMARY_LENGTH = 2000
+RUN_LOCK_CLASS = 0x77630001  # advisory lock (class, run id) its session holds while the run lives
 DEAD_RUN_SUMMARY = "process gone without recording its end (killed?); noticed by pid {pid} on {host}"
 
 
@@ -68,9 +69,12 @@ def failed_symbols(result):
 
 
 def start_run(connection, job, exchange, arguments):
-    """Given a job, an exchange and the CLI parameters, insert a 'running' row. Return its id."""
+    """Given a job, an exchange and the CLI parameters, insert a 'running' row. Return its id.
+
+    The connection's session holds the row's liveness lock (RUN_LOCK_CLASS, id) from then on.
+    """
     parameters = {"job": job, "exchange": exchange, "arguments": arguments_json(arguments),
-                  "host": socket.gethostname(), "pid": os.getpid()}
+                  "host": socket.gethostname(), "pid": os.getpid(), "run_class": RUN_LOCK_CLASS}
     with connection.cursor() as cursor:
         cursor.execute(statement("insert_run"), parameters)
         return cursor.fetchone()[0]
@@ -91,13 +95,14 @@ def finish_run(connection, run_id, status, result):
 
 
 def mark_dead_runs(connection, job, exchange):
-    """Given a job whose advisory lock we hold, mark its leftover 'running' rows interrupted.
+    """Given a job whose advisory lock we hold, mark its 'running' rows whose session is gone interrupted.
 
     Return [(id, host, pid, started_at)] of the rows marked.
     """
     summary = DEAD_RUN_SUMMARY.format(pid=os.getpid(), host=socket.gethostname())
+    parameters = {"job": job, "exchange": exchange, "error_summary": summary, "run_class": RUN_LOCK_CLASS}
     with connection.cursor() as cursor:
-        cursor.execute(statement("mark_dead_runs"), {"job": job, "exchange": exchange, "error_summary": summary})
+        cursor.execute(statement("mark_dead_runs"), parameters)
         return cursor.fetchall()
 
 

@@ -171,14 +171,15 @@ def write_pid(descriptor, path):
         pass  # opened read-only: the pid is only informative
 
 
-def take_file_lock(lock_dir, job, exchange, wait_seconds=0.0, check=None):
-    """Given a job and an exchange, take its exclusive lock file; return the open descriptor.
+def take_file_lock(lock_dir, job, exchange, wait_seconds=0.0, check=None, shared=False):
+    """Given a job and an exchange, take its lock file (exclusive; shared: backfill workers); return the descriptor.
 
     Raise LockBusy naming the holder's pid if it stays held for wait_seconds.
     """
     path = lock_path(lock_dir, job, exchange)
     descriptor = open_lock_file(path)
-    if not wait_for(lambda: try_flock(descriptor, fcntl.LOCK_EX), wait_seconds, check):
+    operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+    if not wait_for(lambda: try_flock(descriptor, operation), wait_seconds, check):
         holder = read_holder(descriptor)
         os.close(descriptor)
         raise LockBusy(f"{job} {exchange} is already running (pid {holder}, lock {path})")
@@ -207,10 +208,11 @@ def wait_for_symbols(lock_dir, exchange, wait_seconds=None, check=None):
 
 
 @contextlib.contextmanager
-def file_locks(lock_dir, job, exchanges, wait_seconds=0.0, check=None):
+def file_locks(lock_dir, job, exchanges, wait_seconds=0.0, check=None, shared=False):
     """Given a job and exchange codes, hold their lock files for the duration of the block.
 
     `prices` first waits (bounded) for a running `symbols` of each exchange.
+    `shared` takes them in shared mode (backfill workers run side by side).
     Raise ConfigError if the lock directory is unusable, LockBusy if a lock is held.
     """
     lock_dir = check_lock_dir(lock_dir)
@@ -219,17 +221,17 @@ def file_locks(lock_dir, job, exchanges, wait_seconds=0.0, check=None):
         for exchange in exchanges:
             if job == "prices":
                 wait_for_symbols(lock_dir, exchange, check=check)
-            descriptors.append(take_file_lock(lock_dir, job, exchange, wait_seconds, check))
+            descriptors.append(take_file_lock(lock_dir, job, exchange, wait_seconds, check, shared))
         yield
     finally:
         for descriptor in descriptors:
             os.close(descriptor)
 
 
-def try_advisory_lock(connection, key):
-    """Given an autocommit connection and a key, return True if its session lock was taken."""
+def try_advisory_lock(connection, key, shared=False):
+    """Given an autocommit connection and a key, return True if its session lock (exclusive or shared) was taken."""
     with connection.cursor() as cursor:
-        cursor.execute(statement("try_advisory_lock"), {"key": key})
+        cursor.execute(statement("try_advisory_lock_shared" if shared else "try_advisory_lock"), {"key": key})
         return cursor.fetchone()[0]
 
 
@@ -241,13 +243,14 @@ def describe_holder(connection, job, exchange):
     return f"pid {row[1]} on {row[0]}" if row else "another session"
 
 
-def take_advisory_locks(connection, job, exchanges, wait_seconds=0.0, check=None):
+def take_advisory_locks(connection, job, exchanges, wait_seconds=0.0, check=None, shared=False):
     """Given a dedicated autocommit connection, take the advisory lock of each job and exchange.
 
-    The locks last as long as the connection. Raise LockBusy if one stays held for wait_seconds.
+    The locks (shared ones for backfill workers) last as long as the connection.
+    Raise LockBusy if one stays held for wait_seconds.
     """
     for exchange in exchanges:
         key = advisory_key(job, exchange)
-        if not wait_for(lambda key=key: try_advisory_lock(connection, key), wait_seconds, check):
+        if not wait_for(lambda key=key: try_advisory_lock(connection, key, shared), wait_seconds, check):
             holder = describe_holder(connection, job, exchange)
             raise LockBusy(f"{job} {exchange} is already running ({holder}; database advisory lock)")

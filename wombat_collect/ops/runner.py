@@ -54,6 +54,7 @@ class JobRequest:
     window: str | None = None
     dry_run: bool = False
     lock_job: str | None = None  # the job whose locks it takes (repair: prices); None: its own
+    shared_lock: bool = False  # backfill workers (prices --worker) hold the job's locks together
 
     @property
     def lock_name(self):
@@ -68,6 +69,7 @@ class AdvisoryLock:
     job: str
     exchange: str
     dsn: str
+    shared: bool = False  # held in shared mode, beside other backfill workers
     connection: object = None
 
     @property
@@ -130,15 +132,15 @@ def run_job(settings, request, prepare, work, options=None):
     with signals.trapped() as guard, contextlib.ExitStack() as stack:
         with guard.raising_mode():
             stack.enter_context(locks.file_locks(settings.lock_dir, request.lock_name, request.exchanges,
-                                                 request.wait, guard.check))
+                                                 request.wait, guard.check, request.shared_lock))
         dsn, exchange_ids = prepare()
-        held = {code: AdvisoryLock(request.lock_name, code, dsn) for code in request.exchanges}
+        held = {code: AdvisoryLock(request.lock_name, code, dsn, request.shared_lock) for code in request.exchanges}
         stack.callback(release_locks, held.values())
         with guard.raising_mode(), database_errors("taking the job's database lock"):
             for lock in held.values():
                 lock.connection = open_lock_connection(dsn, lock)
                 locks.take_advisory_locks(lock.connection, request.lock_name, [lock.exchange], request.wait,
-                                          guard.check)
+                                          guard.check, lock.shared)
         context = RunContext(settings, request, dsn, held, guard, options)
         outcomes = run_exchanges(context, exchange_ids, work)
         guard.check()
@@ -201,7 +203,7 @@ def ensure_lock(lock):
     lock.connection = None
     connection = open_lock_connection(lock.dsn, lock)
     with database_errors("taking the job's database lock again"):
-        taken = locks.try_advisory_lock(connection, lock.key)
+        taken = locks.try_advisory_lock(connection, lock.key, lock.shared)
     if not taken:
         connection.close()
         raise LockLost(f"lost its database lock ({reason}) and another run holds it now")
@@ -224,6 +226,8 @@ def run_exchange(context, exchange, exchange_id, work):
         ensure_lock(lock)
         logger.info("%s", banner(context, exchange))
         run_id = begin_run(context, lock)
+        if options is not None:
+            options.run_id = run_id  # a backfill worker marks the units it did with it
     except BaseException as error:
         return Outcome(ended_by(error, context.request.job, exchange, started)[1], error)
     try:

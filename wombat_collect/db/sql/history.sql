@@ -5,6 +5,10 @@
 -- Session level: held until unlocked or until the connection ends (also when the process dies).
 SELECT pg_try_advisory_lock(%(key)s);
 
+-- name: try_advisory_lock_shared
+-- The shared form: backfill workers (`prices --worker`) hold it together; an ordinary run's exclusive one excludes them.
+SELECT pg_try_advisory_lock_shared(%(key)s);
+
 -- name: holds_advisory_lock
 -- Whether THIS session holds the bigint advisory key (pg_locks, so the check never stacks the lock).
 SELECT EXISTS (
@@ -41,9 +45,14 @@ SELECT wanted.key
           AND l.objid::bigint = wanted.key & 4294967295);
 
 -- name: insert_run
-INSERT INTO wombat_collect.collect_run (job, exchange, arguments, host, pid, started_at, status)
-VALUES (%(job)s, %(exchange)s, %(arguments)s::jsonb, %(host)s, %(pid)s, now(), 'running')
-RETURNING id;
+-- The row and its liveness lock (%(run_class)s, id) in one statement: whoever sees the row
+-- 'running' sees the lock held, until the session of the run ends.
+WITH run AS (
+    INSERT INTO wombat_collect.collect_run (job, exchange, arguments, host, pid, started_at, status)
+    VALUES (%(job)s, %(exchange)s, %(arguments)s::jsonb, %(host)s, %(pid)s, now(), 'running')
+    RETURNING id
+)
+SELECT id, pg_advisory_lock(%(run_class)s, id::int) FROM run;
 
 -- name: finish_run
 UPDATE wombat_collect.collect_run
@@ -60,14 +69,25 @@ UPDATE wombat_collect.collect_run
  WHERE id = %(id)s;
 
 -- name: mark_dead_runs
--- Called while holding the job's advisory lock: any other 'running' row of the job is a dead process's.
-UPDATE wombat_collect.collect_run
+-- Called while holding the job's advisory lock: a 'running' row of the job whose liveness lock
+-- (%(run_class)s, id) no session holds is a dead process's. Under the exclusive lock that is every
+-- other row; under the shared one (backfill workers) the live workers' rows keep theirs.
+UPDATE wombat_collect.collect_run r
    SET status = 'interrupted',
        error_summary = %(error_summary)s
- WHERE job = %(job)s
-   AND exchange = %(exchange)s
-   AND status = 'running'
-RETURNING id, host, pid, started_at;
+ WHERE r.job = %(job)s
+   AND r.exchange = %(exchange)s
+   AND r.status = 'running'
+   AND NOT EXISTS (
+       SELECT 1
+         FROM pg_locks l
+        WHERE l.locktype = 'advisory'
+          AND l.granted
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid = %(run_class)s::oid
+          AND l.objid = r.id::int::oid
+          AND l.objsubid = 2)
+RETURNING r.id, r.host, r.pid, r.started_at;
 
 -- name: running_run
 -- The run holding a job's lock, as far as the history knows (for the "busy" message).

@@ -19,6 +19,8 @@ TABLE_PRIVILEGES = {
     "wombat_collect.fetched_range": ("SELECT", "INSERT", "DELETE"),
     "wombat_collect.confirmed_empty": ("SELECT", "INSERT", "UPDATE", "DELETE"),  # gaps --repair
     "wombat_collect.gap_summary": ("SELECT", "INSERT", "UPDATE"),  # gaps
+    "wombat_collect.backfill": ("SELECT", "INSERT", "UPDATE"),  # prices --worker
+    "wombat_collect.backfill_unit": ("SELECT", "INSERT", "UPDATE"),
     "wombat_collect.wombat_collect_migration": ("SELECT",),
 }
 
