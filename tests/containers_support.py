@@ -208,12 +208,15 @@ def cronjobs():
     return [load_yaml(path) for path in CRONJOBS]
 
 
-def pod_spec(cronjob):
-    return cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+def pod_spec(manifest):
+    """Given a CronJob or a Job, return the spec of the pods it runs."""
+    job = manifest["spec"]["jobTemplate"]["spec"] if manifest["kind"] == "CronJob" else manifest["spec"]
+    return job["template"]["spec"]
 
 
-def container(cronjob):
-    [only] = pod_spec(cronjob)["containers"]
+def container(manifest):
+    """Given a CronJob or a Job, return its pods' one container."""
+    [only] = pod_spec(manifest)["containers"]
     return only
 
 

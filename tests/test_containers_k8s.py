@@ -1,11 +1,14 @@
 """The Kubernetes manifests in k8s/: kubernetes-validate --strict, the CronJobs' schedules, retries, lock-down,
 volumes, secrets and resources, their command lines run for real as pods against the fake exchanges and a real
-PostgreSQL (one KIS token through the claim), and the kubectl patch example of docs/development.md."""
+PostgreSQL (one KIS token through the claim), the one-off backfill Job's indexes, retries and spread over nodes,
+and the kubectl patch example of docs/development.md."""
 
+import copy
 import json
 import re
 import shlex
 import subprocess
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -35,7 +38,14 @@ from tests.containers_support import (
     run_in_workdir,
     serve_fake_kis,
 )
-from tests.ops_support import DEVELOPMENT_DOC, document_code_blocks
+from tests.fakes.upbit_server import GeneratedSeries
+from tests.ops_support import DEVELOPMENT_DOC, document_code_blocks, document_section
+
+BACKFILL_JOB = K8S / "job-backfill-upbit.yaml"
+DEPLOYMENT_DOC = K8S.parent / "docs" / "deployment.md"
+BACKFILL_HEADING = "A backfill over several pods (Indexed Job)"
+# The manifests whose pods run wombat-collect: the CronJobs and the one-off Jobs.
+POD_MANIFESTS = [*CRONJOBS, *sorted(K8S.glob("job-*.yaml"))]
 
 
 @pytest.fixture
@@ -58,10 +68,16 @@ def test_k8s_manifests_validate_strictly(version):
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
-def test_k8s_kustomization_lists_every_manifest():
+def test_k8s_kustomization_lists_every_manifest_but_the_one_off_jobs():
     kustomization = load_yaml(K8S / "kustomization.yaml")
-    listed = sorted(kustomization["resources"])
-    assert listed == sorted(path.name for path in K8S.glob("*.yaml") if path.name != "kustomization.yaml")
+    manifests = sorted(path.name for path in K8S.glob("*.yaml") if path.name != "kustomization.yaml")
+    # The kustomization is the recurring schedule: every CronJob and the claim. The one-off Jobs
+    # (job-*.yaml) are left out on purpose and applied by hand.
+    assert sorted(kustomization["resources"]) == [name for name in manifests if not name.startswith("job-")]
+    assert [(name, load_yaml(K8S / name)["kind"]) for name in manifests if name.startswith("job-")] == [
+        ("job-backfill-upbit.yaml", "Job")]
+    assert sorted({load_yaml(K8S / name)["kind"] for name in kustomization["resources"]}) == [
+        "CronJob", "PersistentVolumeClaim"]
     assert [image["name"] for image in kustomization["images"]] == ["wombat-collect"]
 
 
@@ -80,37 +96,37 @@ def test_cronjob_runs_once_at_a_time_with_bounded_retries(path):
     assert pod_spec(cronjob)["restartPolicy"] == "Never"
 
 
-@pytest.mark.parametrize("path", CRONJOBS, ids=lambda path: path.stem)
-def test_cronjob_pod_is_locked_down(path):
-    cronjob = load_yaml(path)
-    pod = pod_spec(cronjob)
+@pytest.mark.parametrize("path", POD_MANIFESTS, ids=lambda path: path.stem)
+def test_k8s_pod_is_locked_down(path):
+    manifest = load_yaml(path)
+    pod = pod_spec(manifest)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] >= 1000
     assert pod["automountServiceAccountToken"] is False
-    for each in [container(cronjob), *pod["initContainers"]]:
+    for each in [container(manifest), *pod["initContainers"]]:
         context = each["securityContext"]
         assert context["allowPrivilegeEscalation"] is False
         assert context["readOnlyRootFilesystem"] is True
         assert context["capabilities"] == {"drop": ["ALL"]}
 
 
-@pytest.mark.parametrize("path", CRONJOBS, ids=lambda path: path.stem)
-def test_cronjob_writes_only_to_mounted_volumes(path):
-    cronjob = load_yaml(path)
-    env = {variable["name"]: variable.get("value") for variable in container(cronjob)["env"]}
-    mounts = {mount["mountPath"]: mount["name"] for mount in container(cronjob)["volumeMounts"]}
+@pytest.mark.parametrize("path", POD_MANIFESTS, ids=lambda path: path.stem)
+def test_k8s_pod_writes_only_to_mounted_volumes(path):
+    manifest = load_yaml(path)
+    env = {variable["name"]: variable.get("value") for variable in container(manifest)["env"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container(manifest)["volumeMounts"]}
     for path in (env["WOMBAT_STATE_DIR"], env["WOMBAT_LOCK_DIR"], "/tmp"):  # noqa: S108 - a mount path
         assert moved(path, {mount: "volume" for mount in mounts}).startswith("volume"), path
     # The lock directory is made 0700 by an init container on the same volume.
-    [init] = pod_spec(cronjob)["initContainers"]
+    [init] = pod_spec(manifest)["initContainers"]
     assert init["command"] == ["mkdir", "-m", "0700", env["WOMBAT_LOCK_DIR"]]
     assert {mount["name"] for mount in init["volumeMounts"]} <= set(mounts.values())
-    volumes = {volume["name"] for volume in pod_spec(cronjob)["volumes"]}
-    assert {mount["name"] for mount in container(cronjob)["volumeMounts"]} == volumes
+    volumes = {volume["name"] for volume in pod_spec(manifest)["volumes"]}
+    assert {mount["name"] for mount in container(manifest)["volumeMounts"]} == volumes
 
 
-@pytest.mark.parametrize("path", CRONJOBS, ids=lambda path: path.stem)
-def test_cronjob_takes_secrets_from_a_secret(path):
+@pytest.mark.parametrize("path", POD_MANIFESTS, ids=lambda path: path.stem)
+def test_k8s_pod_takes_secrets_from_a_secret(path):
     variables = {variable["name"]: variable for variable in container(load_yaml(path))["env"]}
     for name in ("DATABASE_URL", "KIS_APP_KEY", "KIS_APP_SECRET", "SENTRY_DSN"):
         assert variables[name]["valueFrom"]["secretKeyRef"] == {
@@ -118,8 +134,8 @@ def test_cronjob_takes_secrets_from_a_secret(path):
         assert "value" not in variables[name]
 
 
-@pytest.mark.parametrize("path", CRONJOBS, ids=lambda path: path.stem)
-def test_cronjob_resources_cover_the_measured_peak(path):
+@pytest.mark.parametrize("path", POD_MANIFESTS, ids=lambda path: path.stem)
+def test_k8s_pod_resources_cover_the_measured_peak(path):
     resources = container(load_yaml(path))["resources"]
 
     def mebibytes(text):
@@ -129,6 +145,74 @@ def test_cronjob_resources_cover_the_measured_peak(path):
     assert mebibytes(resources["requests"]["memory"]) >= 1.5 * MEASURED_DAILY_PEAK_MIB
     assert mebibytes(resources["limits"]["memory"]) >= 2 * MEASURED_BACKFILL_PEAK_MIB
     assert "cpu" not in resources["limits"], "a CPU limit only throttles a rate-limited job"
+
+
+def test_backfill_job_is_indexed_with_bounded_retries_and_deadline():
+    job = load_yaml(BACKFILL_JOB)
+    assert (job["apiVersion"], job["kind"], job["metadata"]["name"]) == (
+        "batch/v1", "Job", "wombat-collect-backfill-upbit")
+    spec = job["spec"]
+    # Four pods at once, one index each; four failures in all (Kubernetes 1.27, validated above, has no
+    # backoffLimitPerIndex); four days: a one-node cluster's one pod fetching ~23 months of 1-minute candles
+    # at 10 req/s (~75 h); the finished Job kept a week.
+    assert {key: spec[key] for key in ("completionMode", "completions", "parallelism", "backoffLimit",
+                                       "activeDeadlineSeconds", "ttlSecondsAfterFinished")} == {
+        "completionMode": "Indexed", "completions": 4, "parallelism": 4, "backoffLimit": 4,
+        "activeDeadlineSeconds": 4 * 24 * 3600, "ttlSecondsAfterFinished": 7 * 24 * 3600}
+    assert "backoffLimitPerIndex" not in spec
+    # The CronJobs' failure policy: no retry of 2 (configuration) or 75 (an ordinary run holds the lock), a drained
+    # node not counted.
+    assert spec["podFailurePolicy"] == {"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": "wombat-collect", "operator": "In", "values": [2, 75]},
+         "onPodConditions": []},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]}
+    assert pod_spec(job)["restartPolicy"] == "Never"
+    assert container(job)["command"] == [
+        "wombat-collect", "prices", "--exchange", "upbit", "--since", "2025-01-01", "--timeframe", "1m", "--worker"]
+
+
+def test_backfill_job_spreads_pods_one_per_node():
+    job = load_yaml(BACKFILL_JOB)
+    labels = {"app.kubernetes.io/name": "wombat-collect", "app.kubernetes.io/component": "backfill-upbit"}
+    assert job["metadata"]["labels"] == job["spec"]["template"]["metadata"]["labels"] == labels
+    # Upbit limits per client IP and the pods of one node share its egress IP: never two of them on one node.
+    assert pod_spec(job)["affinity"] == {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"}]}}
+    # The selector matches the backfill's pods only, none of a CronJob's.
+    assert [cronjob["metadata"]["name"] for cronjob in cronjobs()
+            if cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"] == labels] == []
+    # Its state is an emptyDir (Upbit needs no KIS token): the ReadWriteOnce claim would hold pods on other nodes.
+    assert {volume["name"]: volume for volume in pod_spec(job)["volumes"]}["state"] == {
+        "name": "state", "emptyDir": {"sizeLimit": "1Mi"}}
+
+
+def test_backfill_job_pods_are_the_prices_upbit_cronjobs_but_for_command_and_spread():
+    [prices_upbit] = [cronjob for cronjob in cronjobs() if cronjob["metadata"]["name"] == "wombat-collect-prices-upbit"]
+    job_pod, cronjob_pod = (copy.deepcopy(pod_spec(manifest)) for manifest in (load_yaml(BACKFILL_JOB),
+                                                                                    prices_upbit))
+    assert job_pod.pop("affinity")
+    assert "affinity" not in cronjob_pod
+    assert [job_pod["containers"][0].pop("command")[:4], cronjob_pod["containers"][0].pop("command")] == [
+        ["wombat-collect", "prices", "--exchange", "upbit"]] * 2
+    environment = job_pod["containers"][0]["env"]
+    assert environment.pop() == {"name": "WOMBAT_WORKERS", "value": "2"}  # threads a worker: one IP busy
+    # Image, security contexts, the rest of the environment and Secret, resources, volumes: the same.
+    assert job_pod == cronjob_pod
+
+
+def test_backfill_job_docs_apply_the_file_and_watch_its_pods():
+    job = load_yaml(BACKFILL_JOB)
+    [block] = document_code_blocks(DEPLOYMENT_DOC, BACKFILL_HEADING, "sh")
+    commands = [shlex.split(line, comments=True) for line in block.splitlines()]
+    assert commands[0] == ["kubectl", "apply", "-f", f"k8s/{BACKFILL_JOB.name}"]
+    selectors = {words[words.index("-l") + 1] for words in commands if "-l" in words}
+    component = job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+    assert selectors == {f"app.kubernetes.io/component={component}"}
+    section = " ".join(document_section(DEPLOYMENT_DOC, BACKFILL_HEADING).split())
+    assert f"`{' '.join(container(job)['command'])}`" in section
+    assert f"`kubectl delete job {job['metadata']['name']}`" in section
+    assert f"`backoffLimit: {job['spec']['backoffLimit']}`" in section
 
 
 def test_cronjob_for_kis_keeps_its_state_on_the_claim():
@@ -261,3 +345,24 @@ def test_readme_kubectl_patch_moves_the_prices_cronjob_to_0130():
     moved = {(moment, "prices --exchange all") for moment in
              cron_instants(patched["spec"]["schedule"], patched["spec"]["timeZone"])}
     assert moved == {firing for firing in expected_firings(MOVED_JOBS) if firing[1] == "prices --exchange all"}
+
+
+def test_backfill_job_command_collects_the_history_as_a_worker(database, fake_upbit, fake_kis, tmp_path):
+    job = load_yaml(BACKFILL_JOB)
+    command = container(job)["command"]
+    timeframe = command[command.index("--timeframe") + 1]
+    assert timeframe == "1m"
+    end = datetime.combine(datetime.now(timezone.utc).date(), datetime.min.time())  # naive UTC, a past midnight
+    for market in ("KRW-JOBA", "KRW-JOBB"):
+        fake_upbit.set_generated(GeneratedSeries(market, 1, end - timedelta(days=1), end))
+
+    result = run_cronjob(job, database, fake_upbit, fake_kis, tmp_path, claim=None)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert query(database, "SELECT s.symbol, count(*), min(p.timestamp), max(p.timestamp) FROM pricedata p"
+                           " JOIN symbol s ON s.id = p.symbol_id GROUP BY 1 ORDER BY 1") == [
+        (symbol, 1440, (end - timedelta(days=1)).replace(tzinfo=timezone.utc),
+         (end - timedelta(minutes=1)).replace(tzinfo=timezone.utc)) for symbol in ("JOBA/KRW", "JOBB/KRW")]
+    assert "units by this worker, 2 done, finished by this worker" in result.stdout
+    assert query(database, "SELECT count(*) FILTER (WHERE done_at IS NOT NULL), count(*)"
+                           " FROM wombat_collect.backfill_unit") == [(2, 2)]
