@@ -28,6 +28,8 @@ from tests.ops_support import (
 from wombat_collect.errors import ConfigError, LockBusy
 from wombat_collect.ops import locks
 
+WORKER_ARGUMENTS = ("prices", "--exchange", "upbit", "--since", "2025-01-01", "--worker")
+
 
 def hold(lock_dir, job, exchange, operation=fcntl.LOCK_EX):
     """Given a job and exchange, lock its file from this test process; return the descriptor."""
@@ -246,10 +248,15 @@ def test_prices_world_writable_lock_dir_ignores_a_lock_file_planted_there(databa
     assert (shared / "wombat-collect-prices-upbit.lock").read_text() == "4242\n"
 
 
-def test_prices_lock_held_exits_75_and_touches_nothing(database, fake_upbit, lock_dir):
-    descriptor = hold(lock_dir, "prices", "upbit")
+@pytest.mark.parametrize("operation, arguments", [
+    (fcntl.LOCK_EX, ("prices", "--exchange", "upbit")),
+    (fcntl.LOCK_EX, WORKER_ARGUMENTS),  # a worker, while an ordinary run holds it
+    (fcntl.LOCK_SH, ("prices", "--exchange", "upbit")),  # an ordinary run, while workers hold it
+], ids=["ordinary", "worker-beside-ordinary", "ordinary-beside-worker"])
+def test_prices_lock_held_exits_75_and_touches_nothing(database, fake_upbit, lock_dir, operation, arguments):
+    descriptor = hold(lock_dir, "prices", "upbit", operation)
     try:
-        result = run_cli("prices", "--exchange", "upbit", env=upbit_env(database, fake_upbit))
+        result = run_cli(*arguments, env=upbit_env(database, fake_upbit))
     finally:
         os.close(descriptor)
     assert result.exit_code == 75
@@ -339,7 +346,9 @@ def test_prices_gives_up_on_symbols_after_the_bound(database, fake_upbit, lock_d
     assert fake_upbit.count() == 0
 
 
-def test_prices_advisory_lock_held_on_another_host_exits_75(database, fake_upbit):
+@pytest.mark.parametrize("arguments", [("prices", "--exchange", "upbit"), WORKER_ARGUMENTS],
+                         ids=["ordinary", "worker"])
+def test_prices_advisory_lock_held_on_another_host_exits_75(database, fake_upbit, arguments):
     slow_markets(fake_upbit, count=2, latency=0)
     assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0
     other_host = psycopg2.connect(database)
@@ -349,13 +358,14 @@ def test_prices_advisory_lock_held_on_another_host_exits_75(database, fake_upbit
         cursor.execute("INSERT INTO wombat_collect.collect_run (job, exchange, host, pid)"
                        " VALUES ('prices', 'upbit', 'db2', 77)")
     try:
-        result = run_cli("prices", "--exchange", "upbit", env=upbit_env(database, fake_upbit))
+        result = run_cli(*arguments, env=upbit_env(database, fake_upbit))
     finally:
         other_host.close()
     assert result.exit_code == 75
     assert "prices upbit is already running (pid 77 on db2; database advisory lock)" in result.stderr
     assert fake_upbit.count() == 0
     assert query(database, "SELECT host, status FROM wombat_collect.collect_run") == [("db2", "running")]
+    assert query(database, "SELECT count(*) FROM wombat_collect.backfill") == [(0,)]
     assert stored_count(database) == 0
 
 
@@ -370,9 +380,6 @@ def test_prices_sigterm_while_waiting_for_the_lock_exits_143_untouched(database,
         os.close(descriptor)
     assert process.stderr.read().strip().endswith("interrupted by SIGTERM")
     assert fake_upbit.count() == 0 and not table_exists(database, "wombat_collect.collect_run")
-
-
-WORKER_ARGUMENTS = ("prices", "--exchange", "upbit", "--since", "2025-01-01", "--worker")
 
 
 def test_take_file_lock_shared_holders_exclude_only_an_exclusive_one(tmp_path):
@@ -405,44 +412,3 @@ def test_take_advisory_locks_shared_holders_exclude_only_an_exclusive_one(databa
     finally:
         for session in sessions:
             session.close()
-
-
-def test_prices_worker_exits_75_while_an_ordinary_run_holds_the_lock(database, fake_upbit, lock_dir):
-    descriptor = hold(lock_dir, "prices", "upbit")
-    try:
-        result = run_cli(*WORKER_ARGUMENTS, env=upbit_env(database, fake_upbit))
-    finally:
-        os.close(descriptor)
-    assert result.exit_code == 75
-    assert "prices upbit is already running (pid 4242, lock " in result.stderr
-    assert fake_upbit.count() == 0
-
-
-def test_prices_ordinary_run_exits_75_while_a_worker_holds_the_lock(database, fake_upbit, lock_dir):
-    descriptor = hold(lock_dir, "prices", "upbit", fcntl.LOCK_SH)
-    try:
-        result = run_cli("prices", "--exchange", "upbit", env=upbit_env(database, fake_upbit))
-    finally:
-        os.close(descriptor)
-    assert result.exit_code == 75
-    assert "prices upbit is already running (pid 4242, lock " in result.stderr
-    assert fake_upbit.count() == 0
-
-
-def test_prices_worker_exits_75_while_an_ordinary_run_on_another_host_holds_the_advisory_lock(database,
-                                                                                                fake_upbit):
-    assert run_cli("db", "init", env={"DATABASE_URL": database}).exit_code == 0
-    other_host = psycopg2.connect(database)
-    other_host.autocommit = True
-    with other_host.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", (locks.advisory_key("prices", "upbit"),))
-        cursor.execute("INSERT INTO wombat_collect.collect_run (job, exchange, host, pid)"
-                       " VALUES ('prices', 'upbit', 'db2', 77)")
-    try:
-        result = run_cli(*WORKER_ARGUMENTS, env=upbit_env(database, fake_upbit))
-    finally:
-        other_host.close()
-    assert result.exit_code == 75
-    assert "prices upbit is already running (pid 77 on db2; database advisory lock)" in result.stderr
-    assert fake_upbit.count() == 0
-    assert query(database, "SELECT count(*) FROM wombat_collect.backfill") == [(0,)]

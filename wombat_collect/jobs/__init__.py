@@ -8,6 +8,7 @@ module by module:
 - symbols: the symbols job (collect_symbols), and which stored symbols to collect (select_symbols);
 - planning: the Window of days, each series' PriceTask and its incremental start (plan_tasks);
 - prices: the run (collect_prices): a pool of connections, a worker per task, each task's outcome;
+- backfill: `prices --worker` (collect_backfill): the units of a backfill shared by processes, claimed one by one;
 - streaming: one series fetched and written chunk by chunk, reconnects, re-basing (stream_series);
 - results: the outcome records (JobResult, SymbolOutcome), PriceOptions, and failure_of.
 
