@@ -251,3 +251,22 @@ def test_collect_backfill_kis_workers_with_their_own_keys_have_their_own_limits(
     assert fake_kis.tokens_issued == len(times)  # a token per key that asked for prices
     for _, stdout, stderr in outcomes:
         assert "fakeappsecret" not in stdout + stderr and "secondworkersecret" not in stdout + stderr
+
+
+def test_collect_backfill_sigterm_lets_go_of_the_units_and_a_rerun_finishes_them(database, fake):
+    fake.latency = 0.05
+    worker = start_worker(database, fake, ADDRESSES[0])
+    wait_until(lambda: len(candle_requests(fake, 200)) >= 3 or worker.poll() is not None, timeout=RUN_TIMEOUT,
+               interval=0.005)
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=RUN_TIMEOUT)
+
+    assert worker.returncode == 143, stderr
+    assert query(database, "SELECT status FROM wombat_collect.collect_run") == [("interrupted",)]
+    open_units = query(database, "SELECT count(*) FROM wombat_collect.backfill_unit WHERE done_at IS NULL")[0][0]
+    assert open_units > 0
+    rerun = subprocess.run(cli_command(*COMMAND), env=process_env(worker_env(database, fake, ADDRESSES[1])),
+                           capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f": {open_units} of {len(MARKETS)} units by this worker, {len(MARKETS)} done, finished" in rerun.stdout
+    assert stored_prices(database) == expected_rows()

@@ -347,3 +347,19 @@ def test_registered_secrets_are_masked_in_every_encoded_form(database, tmp_path)
         found = {PING_KEY, SENTRY_KEY, DB_PASSWORD, userinfo}
         forms = {form for secret in found for form in variants(secret) | {secret.encode().hex()}}
         assert hits(texts + runs, forms) == []
+
+
+def test_kis_key_pair_read_from_files_is_masked(tmp_path):
+    from wombat_collect.commands.common import App
+    from wombat_collect.logging_setup import redact
+
+    key, secret = "PSkeyfromafile" + "7" * 22, "secretfromafile" + "7" * 165
+    (tmp_path / "key").write_text(key)
+    (tmp_path / "secret").write_text(secret)
+    env_file = tmp_path / "env"
+    env_file.write_text(f"KIS_APP_KEY_FILE={tmp_path / 'key'}\nKIS_APP_SECRET_FILE={tmp_path / 'secret'}\n")
+    env_file.chmod(0o600)
+
+    App(str(env_file)).settings()
+
+    assert redact(f"appkey={key} appsecret={secret}") == "appkey=*** appsecret=***"
