@@ -7,6 +7,7 @@ import psycopg2
 import pytest
 
 from tests.conftest import query
+from tests.ops_support import wait_for_settled
 from wombat_collect.db import backfill, store
 from wombat_collect.db.migrate import apply_migrations
 from wombat_collect.records import ExchangeInfo, SymbolRecord, UpsertCounts
@@ -82,6 +83,7 @@ def test_claim_unit_never_returns_a_done_unit_and_a_dead_session_frees_its_claim
     assert backfill.claim_unit(sessions[1], backfill_id, set()) is None  # A done, B held by the dying session
 
     dying.close()
+    wait_for_settled(database, keep=[session.get_backend_pid() for session in (*sessions, connection)])
 
     assert backfill.claim_unit(sessions[1], backfill_id, set()) == lost
     assert query(database, "SELECT done_at IS NOT NULL, rows_inserted, rows_updated, rows_unchanged"

@@ -405,8 +405,8 @@ def test_take_advisory_locks_shared_holders_exclude_only_an_exclusive_one(databa
         with pytest.raises(LockBusy, match="prices upbit is already running"):
             locks.take_advisory_locks(sessions[2], "prices", ["upbit"])
         sessions[0].close()
-        sessions[1].close()
-        locks.take_advisory_locks(sessions[2], "prices", ["upbit"])
+        sessions[1].close()  # their server backends end a moment later: wait for the locks to go with them
+        locks.take_advisory_locks(sessions[2], "prices", ["upbit"], wait_seconds=30)
         with pytest.raises(LockBusy):
             locks.take_advisory_locks(sessions[3], "prices", ["upbit"], shared=True)
     finally:
