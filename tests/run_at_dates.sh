@@ -22,6 +22,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
 DEFAULT_FILES=(
     tests/test_cli.py tests/test_collectors.py tests/test_jobs_prices.py tests/test_jobs_streaming.py tests/test_kis.py
+    tests/test_jobs_backfill.py
     tests/test_history.py tests/test_status.py tests/test_validate.py tests/test_metrics.py
     tests/test_timeframes.py tests/test_schedule.py tests/test_units.py
 )
