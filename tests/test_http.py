@@ -689,3 +689,13 @@ def test_request_json_leaves_from_the_source_address():
                             source_address="127.0.0.3")
         client.request_json("GET", "/v1/market/all", "market")
         assert [record.client for record in fake.requests] == ["127.0.0.3"]
+
+
+def test_request_json_from_an_address_not_of_this_host_names_the_setting(fake_upbit):
+    limiters = {group: RateLimiter(1000, sleep=no_sleep) for group in upbit.GROUPS}
+    client = HttpClient("upbit", fake_upbit.url, limiters, upbit.classify, 2.0, sleep=no_sleep,
+                        source_address="192.0.2.1")  # TEST-NET-1: never an address of this host
+    with pytest.raises(ExchangeError) as raised:
+        client.request_json("GET", "/v1/market/all", "market")
+    assert "cannot send from WOMBAT_SOURCE_ADDRESS (not an address of this host?)" in str(raised.value)
+    assert fake_upbit.count() == 0
