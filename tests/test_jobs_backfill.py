@@ -176,7 +176,8 @@ def test_prices_worker_and_dry_run_exclude_each_other():
 
 KIS_COMMAND = ("prices", "--exchange", "kis", "--since", SINCE.isoformat(), "--timeframe", "1d", "--worker")
 KIS_CODES = [row[0] for row in EXPECTED_SYMBOLS]
-KIS_KEY_LIMIT = 2  # price requests a second the fake allows each app key
+KIS_KEY_LIMIT = 3  # price requests a second the fake allows each app key (KIS: 20)
+KIS_KEY_RATE = 2  # the KIS_RATE_LIMIT one key is paced at, below the fake's limit as the default 18 is below KIS's 20
 
 
 @pytest.fixture
@@ -224,7 +225,7 @@ def price_request_times(fake):
 def test_collect_backfill_kis_workers_sharing_a_key_divide_its_limit(database, fake_kis, tmp_path):
     shared = key_files(tmp_path / "keys", fake_kis.app_key, fake_kis.app_secret)
 
-    outcomes = run_kis_workers(database, fake_kis, tmp_path, [shared, shared], rate_limit=KIS_KEY_LIMIT / 2)
+    outcomes = run_kis_workers(database, fake_kis, tmp_path, [shared, shared], rate_limit=KIS_KEY_RATE / 2)
 
     assert [returncode for returncode, *_ in outcomes] == [0, 0], outcomes
     assert sorted(kis_prices(database)) == expected_prices(fake_kis, KIS_CODES, SINCE)
@@ -240,7 +241,7 @@ def test_collect_backfill_kis_workers_with_their_own_keys_have_their_own_limits(
     first = key_files(tmp_path / "first", fake_kis.app_key, fake_kis.app_secret)
     second = key_files(tmp_path / "second", "PSsecondworkerkey" + "1" * 19, "secondworkersecret" + "1" * 162)
 
-    outcomes = run_kis_workers(database, fake_kis, tmp_path, [first, second], rate_limit=KIS_KEY_LIMIT)
+    outcomes = run_kis_workers(database, fake_kis, tmp_path, [first, second], rate_limit=KIS_KEY_RATE)
 
     assert [returncode for returncode, *_ in outcomes] == [0, 0], outcomes
     assert sorted(kis_prices(database)) == expected_prices(fake_kis, KIS_CODES, SINCE)
